@@ -1,0 +1,107 @@
+"""The one long-lived Runtime: flags, paths, settings, registries and the model manager."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modules.devices import DevicePolicy
+from modules.errors import ModelLoadError, ModelNotFoundError, WebUIError
+from modules.hashes import HashCache
+from modules.model_manager import ModelManager
+from modules.model_registry import ModelRegistry
+from modules.options import Options
+from modules.paths import Paths
+
+log = logging.getLogger(__name__)
+
+
+def no_checkpoint_message(paths: Paths) -> str:
+    return (f"No Stable Diffusion checkpoint found. Put a .safetensors or .ckpt file (or a diffusers model "
+            f"folder) into {paths.ckpt_dir} and press the refresh button next to the checkpoint list.")
+
+
+@dataclass
+class Runtime:
+    """Everything the UI and the API need, built by initialize.create_runtime."""
+
+    cmd_opts: Any
+    paths: Paths
+    opts: Options
+    policy: DevicePolicy
+    hash_cache: HashCache
+    registry: ModelRegistry
+    models: ModelManager
+    warnings: list[str] = field(default_factory=list)
+    model_status: str = ""
+    _switch_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # --- checkpoints ---------------------------------------------------------------------------
+    def refresh_checkpoints(self) -> list[str]:
+        self.registry.refresh()
+        titles = self.registry.titles()
+        if not titles:
+            self.model_status = no_checkpoint_message(self.paths)
+        return titles
+
+    def checkpoint_titles(self) -> list[str]:
+        return self.registry.titles()
+
+    def current_title(self) -> str | None:
+        info = self.models.current_info
+        return info.title if info else None
+
+    def switch_checkpoint(self, name: str, progress: Callable[[str], None] | None = None) -> str:
+        """Load a checkpoint and store it as `sd_model_checkpoint`; on failure the old one keeps serving."""
+        with self._switch_lock:
+            try:
+                model = self.models.load(name, progress)
+            except (ModelLoadError, ModelNotFoundError) as e:
+                self.model_status = str(e)
+                raise
+            info = self.models.current_info
+            assert info is not None
+            self.opts.set("sd_model_checkpoint", info.title, run_callbacks=False)
+            self.save_settings()
+            self.model_status = f"Loaded {info.title}: {model.reason} ({model.load_seconds:.1f}s)"
+            return info.title
+
+    def load_initial_model(self) -> None:
+        """--ckpt first, then the saved `sd_model_checkpoint`, then the first checkpoint found."""
+        if getattr(self.cmd_opts, "skip_load_model_at_start", False) or getattr(self.cmd_opts, "ui_debug_mode", False):
+            self.model_status = "Model loading skipped at start (--skip-load-model-at-start)."
+            return
+        titles = self.refresh_checkpoints()
+        if not titles:
+            log.warning(self.model_status)
+            return
+        candidates = []
+        if getattr(self.cmd_opts, "ckpt", None):
+            candidates.append(str(Path(self.cmd_opts.ckpt).expanduser().resolve()))
+        if self.opts.sd_model_checkpoint:
+            candidates.append(self.opts.sd_model_checkpoint)
+        candidates.append(self.registry.list()[0].title)
+        for name in candidates:
+            info = self.registry.closest(name)
+            if info is None:
+                msg = f"Checkpoint {name!r} from the settings/command line was not found; trying the next one."
+                self.warnings.append(msg)
+                log.warning(msg)
+                continue
+            try:
+                self.switch_checkpoint(info.title)
+                return
+            except WebUIError as e:
+                self.warnings.append(str(e))
+        log.error("No checkpoint could be loaded: %s", self.model_status)
+
+    # --- settings ------------------------------------------------------------------------------
+    def save_settings(self) -> None:
+        try:
+            self.opts.save(self.paths.settings_file)
+        except OSError as e:
+            log.error("Could not save settings to %s: %s", self.paths.settings_file, e)

@@ -1,0 +1,154 @@
+"""The table of settings with A1111's keys, defaults and Settings sections."""
+
+from __future__ import annotations
+
+from modules.options import OptionInfo, options_section
+
+# Keys that name folders or file patterns: refused when --hide-ui-dir-config is given, and never
+# settable through the API (they would let a client write files anywhere).
+RESTRICTED_OPTS = {
+    "samples_filename_pattern", "directories_filename_pattern", "outdir_samples", "outdir_txt2img_samples",
+    "outdir_img2img_samples", "outdir_extras_samples", "outdir_grids", "outdir_txt2img_grids",
+    "outdir_img2img_grids", "outdir_save", "outdir_init_images", "temp_dir", "clean_temp_dir_at_start",
+}
+
+SAMPLES_FORMATS = ("png", "jpg", "jpeg", "webp", "avif")
+
+
+def _o(default, label, component=None, **kw) -> OptionInfo:
+    return OptionInfo(default=default, label=label, component=component, **kw)
+
+
+def build_options_table() -> dict[str, OptionInfo]:
+    """A fresh table (tests build their own Options from it; extensions add to the live one)."""
+    t: dict[str, OptionInfo] = {}
+    t.update(options_section(("saving-images", "Saving images/grids"), {
+        "samples_save": _o(True, "Always save all generated images", "checkbox"),
+        "samples_format": _o("png", "File format for images", "dropdown", choices=SAMPLES_FORMATS),
+        "samples_filename_pattern": _o("", "Images filename pattern", "textbox"),
+        "save_images_add_number": _o(True, "Add number to filename when saving", "checkbox"),
+        "grid_save": _o(True, "Always save all generated image grids", "checkbox"),
+        "grid_format": _o("png", "File format for grids", "dropdown", choices=SAMPLES_FORMATS),
+        "grid_extended_filename": _o(False, "Add extended info (seed, prompt) to filename when saving grid"),
+        "grid_only_if_multiple": _o(True, "Do not save grids consisting of one picture"),
+        "n_rows": _o(-1, "Grid row count; use -1 for autodetect and 0 for it to be same as batch size", "slider",
+                     component_args={"minimum": -1, "maximum": 16, "step": 1}),
+        "jpeg_quality": _o(80, "Quality for saved jpeg and avif images", "slider",
+                           component_args={"minimum": 1, "maximum": 100, "step": 1}),
+        "webp_lossless": _o(False, "Use lossless compression for webp images"),
+        "export_for_4chan": _o(True, "Save copy of large images as JPG"),
+        "img_downscale_threshold": _o(4.0, "File size limit for the above option, MB"),
+        "target_side_length": _o(4000.0, "Width/height limit for the above option, in pixels"),
+        "save_txt": _o(False, "Create a text file with infotext next to every image"),
+        "save_images_before_highres_fix": _o(False, "Save a copy of image before applying highres fix."),
+    }))
+    t.update(options_section(("saving-paths", "Paths for saving"), {
+        "outdir_samples": _o("", "Output directory for images; if empty, defaults to three directories below"),
+        "outdir_txt2img_samples": _o("outputs/txt2img-images", "Output directory for txt2img images"),
+        "outdir_img2img_samples": _o("outputs/img2img-images", "Output directory for img2img images"),
+        "outdir_extras_samples": _o("outputs/extras-images", "Output directory for images from extras tab"),
+        "outdir_grids": _o("", "Output directory for grids; if empty, defaults to two directories below"),
+        "outdir_txt2img_grids": _o("outputs/txt2img-grids", "Output directory for txt2img grids"),
+        "outdir_img2img_grids": _o("outputs/img2img-grids", "Output directory for img2img grids"),
+        "outdir_save": _o("log/images", "Directory for saving images using the Save button"),
+        "outdir_init_images": _o("outputs/init-images", "Directory for saving init images when using img2img"),
+    }))
+    t.update(options_section(("saving-to-dirs", "Saving to a directory"), {
+        "save_to_dirs": _o(True, "Save images to a subdirectory"),
+        "grid_save_to_dirs": _o(True, "Save grids to a subdirectory"),
+        "use_save_to_dirs_for_ui": _o(False, "When using \"Save\" button, save images to a subdirectory"),
+        "directories_filename_pattern": _o("[date]", "Directory name pattern"),
+        "directories_max_prompt_words": _o(8, "Max prompt words for [prompt_words] pattern", "slider",
+                                           component_args={"minimum": 1, "maximum": 20, "step": 1}),
+    }))
+    t.update(options_section(("sd", "Stable Diffusion"), {
+        "sd_model_checkpoint": _o("", "Stable Diffusion checkpoint", "dropdown"),
+        "sd_checkpoints_limit": _o(1, "Maximum number of checkpoints loaded at the same time", "slider",
+                                   component_args={"minimum": 1, "maximum": 10, "step": 1}),
+        "sd_checkpoints_keep_in_cpu": _o(True, "Only keep one model on device"),
+        "sd_checkpoint_hash": _o("", "SHA256 hash of the current checkpoint", do_not_save=False),
+        "emphasis": _o("Original", "Emphasis mode", "radio", choices=("None", "Ignore", "Original", "No norm")),
+        "enable_batch_seeds": _o(True, "Make K-diffusion samplers produce same images in a batch as for a single image"),
+        "comma_padding_backtrack": _o(20, "Prompt word wrap length limit", "slider",
+                                      component_args={"minimum": 0, "maximum": 74, "step": 1}),
+        "sdxl_clip_l_skip": _o(False, "Clip skip SDXL"),
+        "CLIP_stop_at_last_layers": _o(1, "Clip skip", "slider",
+                                       component_args={"minimum": 1, "maximum": 12, "step": 1}, infotext="Clip skip"),
+        "upcast_attn": _o(False, "Upcast cross attention layer to float32"),
+        "randn_source": _o("GPU", "Random number generator source.", "radio", choices=("GPU", "CPU", "NV"),
+                           infotext="RNG"),
+        "tiling": _o(False, "Tiling", infotext="Tiling"),
+        "hires_fix_refiner_pass": _o("second pass", "Hires fix: which pass to enable refiner for", "radio",
+                                     choices=("first pass", "second pass", "both passes")),
+        "enable_prompt_comments": _o(True, "Enable comments"),
+        "sd2_parameterization": _o("Automatic", "SD2 parameterization (Automatic tests the model as A1111 does)",
+                                   "radio", choices=("Automatic", "epsilon", "v_prediction")),
+        "cpu_dtype": _o("bfloat16", "Model precision on CPU", "radio", choices=("bfloat16", "float32")),
+        "nai_curly_emphasis": _o(False, "Read NovelAI-style {x} as attention x1.05"),
+    }))
+    t.update(options_section(("sdxl", "Stable Diffusion XL"), {
+        "sdxl_crop_top": _o(0, "crop top coordinate"),
+        "sdxl_crop_left": _o(0, "crop left coordinate"),
+        "sdxl_refiner_low_aesthetic_score": _o(2.5, "SDXL low aesthetic score"),
+        "sdxl_refiner_high_aesthetic_score": _o(6.0, "SDXL high aesthetic score"),
+    }))
+    t.update(options_section(("vae", "VAE"), {
+        "sd_vae": _o("Automatic", "SD VAE", "dropdown", infotext="VAE"),
+        "sd_vae_overrides_per_model_preferences": _o(True, "Selected VAE overrides per-model preferences"),
+        "auto_vae_precision": _o(True, "Automatically revert VAE to 32-bit floats on NaN"),
+    }))
+    t.update(options_section(("sampler-params", "Sampler parameters"), {
+        "hide_samplers": _o([], "Hide samplers in user interface", "dropdown"),
+        "eta_ddim": _o(0.0, "Eta for DDIM", infotext="Eta DDIM"),
+        "eta_ancestral": _o(1.0, "Eta for k-diffusion samplers", infotext="Eta"),
+        "ddim_discretize": _o("uniform", "img2img DDIM discretize", "radio", choices=("uniform", "quad")),
+        "s_churn": _o(0.0, "sigma churn"),
+        "s_tmin": _o(0.0, "sigma tmin"),
+        "s_tmax": _o(0.0, "sigma tmax"),
+        "s_noise": _o(1.0, "sigma noise"),
+        "sigma_min": _o(0.0, "sigma min"),
+        "sigma_max": _o(0.0, "sigma max"),
+        "rho": _o(0.0, "rho"),
+        "eta_noise_seed_delta": _o(0, "Eta noise seed delta", infotext="ENSD"),
+        "always_discard_next_to_last_sigma": _o(False, "Always discard next-to-last sigma"),
+        "sgm_noise_multiplier": _o(False, "SGM noise multiplier"),
+        "uni_pc_variant": _o("bh1", "UniPC variant", "radio", choices=("bh1", "bh2", "vary_coeff")),
+        "uni_pc_skip_type": _o("time_uniform", "UniPC skip type", "radio",
+                               choices=("time_uniform", "time_quadratic", "logSNR")),
+        "uni_pc_order": _o(3, "UniPC order"),
+        "uni_pc_lower_order_final": _o(True, "UniPC lower order final"),
+        "beta_dist_alpha": _o(0.6, "Beta scheduler - alpha"),
+        "beta_dist_beta": _o(0.6, "Beta scheduler - beta"),
+    }))
+    t.update(options_section(("infotext", "Infotext"), {
+        "enable_pnginfo": _o(True, "Write infotext to metadata of the generated image"),
+        "add_model_name_to_info": _o(True, "Add model name to infotext"),
+        "add_model_hash_to_info": _o(True, "Add model hash to infotext"),
+        "add_vae_name_to_info": _o(True, "Add VAE name to infotext"),
+        "add_vae_hash_to_info": _o(True, "Add VAE hash to infotext"),
+        "add_version_to_infotext": _o(True, "Add program version to infotext"),
+        "disable_weights_auto_swap": _o(True, "Disregard checkpoint information from pasted infotext"),
+    }))
+    t.update(options_section(("ui", "Live previews"), {
+        "live_previews_enable": _o(True, "Show live previews of the created image"),
+        "show_progress_every_n_steps": _o(10, "Live preview display period", "slider",
+                                          component_args={"minimum": -1, "maximum": 32, "step": 1}),
+        "show_progress_type": _o("Approx cheap", "Live preview method", "radio",
+                                 choices=("Full", "Approx cheap", "TAESD")),
+    }))
+    t.update(options_section(("ui", "User interface"), {
+        "quicksettings_list": _o(["sd_model_checkpoint"], "Quicksettings list", "dropdown"),
+        "sd_checkpoint_dropdown_use_short": _o(False, "Checkpoint dropdown: use filenames without paths"),
+        "send_seed": _o(True, "Send seed when sending prompt or image to other interface"),
+        "send_size": _o(True, "Send size when sending prompt or image to another interface"),
+    }))
+    t.update(options_section(("system", "System"), {
+        "auto_launch_browser": _o("Local", "Automatically open webui in browser on startup", "radio",
+                                  choices=("Disable", "Local", "Remote")),
+        "list_hidden_files": _o(True, "Load models/files in hidden directories"),
+        "disable_mmap_load_safetensors": _o(False, "Disable memmapping for loading .safetensors files."),
+    }))
+    for key in RESTRICTED_OPTS:
+        if key in t:
+            t[key].restrict_api = True
+    return t

@@ -1,0 +1,44 @@
+"""Builds the whole Gradio page: quicksettings row above the tabs, one module per tab."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import gradio as gr
+
+from modules.paths import SCRIPT_PATH
+from modules.runtime import Runtime
+from modules.ui_quicksettings import create_quicksettings
+from modules.ui_settings import create_settings_tab
+
+CSS = """
+#quicksettings { gap: 0.4em; align-items: flex-end; }
+#quicksettings .tool { max-width: 2.8em; min-width: 2.8em !important; height: 2.4em; }
+.sd-status-warning { padding: 0.6em; border-left: 4px solid #e0a000; }
+.sd-status-error { padding: 0.6em; border-left: 4px solid #d00; }
+"""
+
+
+def javascript_files() -> list[Path]:
+    """Our page scripts first (they define gradioApp/onUiLoaded), then extensions' (issue: extensions)."""
+    return sorted((SCRIPT_PATH / "javascript").glob("*.js"))
+
+
+def head_html() -> str:
+    parts = []
+    for path in javascript_files():
+        parts.append(f"<script>\n{path.read_text(encoding='utf-8')}\n</script>")
+    return "\n".join(parts)
+
+
+def create_ui(runtime: Runtime) -> gr.Blocks:
+    with gr.Blocks(title="Stable Diffusion", analytics_enabled=False) as demo:
+        quick = create_quicksettings(runtime)
+        for warning in runtime.warnings:
+            gr.HTML(f'<div class="sd-status sd-status-warning">{html.escape(warning)}</div>',
+                    elem_classes=["startup-warning"])
+        with gr.Tabs(elem_id="tabs"):
+            create_settings_tab(runtime)
+        demo.load(quick["on_load"], outputs=[quick["checkpoint"], quick["status"]], api_visibility="private")
+    return demo

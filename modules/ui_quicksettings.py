@@ -1,0 +1,69 @@
+"""The quicksettings row above the tabs: checkpoint dropdown with refresh, load progress and errors."""
+
+from __future__ import annotations
+
+import html
+import logging
+from typing import Any
+
+import gradio as gr
+
+from modules.errors import WebUIError
+from modules.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def _status_html(runtime: Runtime) -> str:
+    text = runtime.model_status or ""
+    if not runtime.checkpoint_titles():
+        css = "sd-status sd-status-warning"
+    elif runtime.models.last_error and runtime.models.last_error == text:
+        css = "sd-status sd-status-error"
+    else:
+        css = "sd-status"
+    return f'<div class="{css}">{html.escape(text)}</div>' if text else ""
+
+
+def create_quicksettings(runtime: Runtime) -> dict[str, Any]:
+    """Build the row; returns its components so webui can refresh them on page load."""
+    with gr.Row(elem_id="quicksettings", equal_height=True):
+        checkpoint = gr.Dropdown(
+            label="Stable Diffusion checkpoint", elem_id="setting_sd_model_checkpoint",
+            choices=runtime.checkpoint_titles(), value=runtime.current_title(), interactive=True,
+            allow_custom_value=False, scale=4,
+        )
+        refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", elem_classes=["tool"], scale=0,
+                            min_width=40)
+    status = gr.HTML(_status_html(runtime), elem_id="sd_model_status")
+
+    def on_refresh() -> tuple[Any, str]:
+        titles = runtime.refresh_checkpoints()
+        if titles and not runtime.models.current_info:
+            runtime.model_status = f"{len(titles)} checkpoint(s) found; pick one to load it."
+        return gr.update(choices=titles, value=runtime.current_title()), _status_html(runtime)
+
+    def on_change(title: str | None, progress: gr.Progress = gr.Progress()) -> tuple[Any, str]:  # noqa: B008
+        if not title or title == runtime.current_title():
+            return gr.update(), _status_html(runtime)
+        progress(0, desc=f"Loading {title}")
+        try:
+            runtime.switch_checkpoint(title, progress=lambda msg: progress(0.5, desc=msg))
+        except WebUIError as e:
+            # The previous model keeps serving; the dropdown goes back to it and the reason is shown.
+            runtime.model_status = str(e)
+            gr.Warning(str(e))
+        except Exception as e:  # never let a traceback reach the page
+            log.exception("checkpoint switch failed")
+            runtime.model_status = f"Loading {title} failed: {type(e).__name__}: {e}"
+            gr.Warning(runtime.model_status)
+        return gr.update(choices=runtime.checkpoint_titles(), value=runtime.current_title()), _status_html(runtime)
+
+    refresh.click(on_refresh, outputs=[checkpoint, status], api_visibility="private")
+    checkpoint.input(on_change, inputs=[checkpoint], outputs=[checkpoint, status], api_visibility="private",
+                      show_progress="full")
+
+    def on_load() -> tuple[Any, str]:
+        return gr.update(choices=runtime.checkpoint_titles(), value=runtime.current_title()), _status_html(runtime)
+
+    return {"checkpoint": checkpoint, "refresh": refresh, "status": status, "on_load": on_load}

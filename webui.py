@@ -1,0 +1,100 @@
+"""Composition only: build the Runtime, the FastAPI app with the Gradio UI mounted on it, and serve."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import webbrowser
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from modules import cmd_args
+from modules.initialize import configure_logging, create_runtime
+from modules.runtime import Runtime
+
+log = logging.getLogger("webui")
+
+
+def parse_auth(value: str | None, path: str | None = None) -> list[tuple[str, str]]:
+    """`user:pass[,user2:pass2]` and/or a file of such entries (one per line or comma-separated)."""
+    entries: list[str] = []
+    if value:
+        entries += value.split(",")
+    if path:
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            entries += line.split(",")
+    creds = []
+    for entry in (e.strip() for e in entries):
+        if not entry:
+            continue
+        if ":" not in entry:
+            raise cmd_args.ArgumentError(f"credentials must be user:password, got {entry!r}")
+        user, password = entry.split(":", 1)
+        creds.append((user, password))
+    return creds
+
+
+def create_app(runtime: Runtime) -> Any:
+    """The one FastAPI app: the runtime on app.state, the UI at / unless --nowebui."""
+    from fastapi import FastAPI
+
+    app = FastAPI(title="Stable Diffusion web UI", docs_url="/docs" if runtime.cmd_opts.api else None,
+                  redoc_url=None)
+    app.state.runtime = runtime
+    opts = runtime.cmd_opts
+    if opts.cors_allow_origins or opts.cors_allow_origins_regex:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=(opts.cors_allow_origins or "").split(",") if
+                           opts.cors_allow_origins else [], allow_origin_regex=opts.cors_allow_origins_regex,
+                           allow_methods=["*"], allow_credentials=True, allow_headers=["*"])
+    if opts.nowebui:
+        return app
+
+    import gradio as gr
+
+    from modules.ui import CSS, create_ui, head_html
+
+    demo = create_ui(runtime)
+    demo.queue(default_concurrency_limit=1)
+    auth = parse_auth(opts.gradio_auth, opts.gradio_auth_path) or None
+    allowed = [str(runtime.paths.outputs_dir), *opts.gradio_allowed_path]
+    return gr.mount_gradio_app(app, demo, path=opts.subpath or "/", auth=auth, allowed_paths=allowed, css=CSS,
+                               head=head_html(), footer_links=["gradio"], ssr_mode=False)
+
+
+def server_host(cmd_opts: Any) -> str:
+    if cmd_opts.server_name:
+        return cmd_opts.server_name
+    return "0.0.0.0" if cmd_opts.listen else "127.0.0.1"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cmd_opts = cmd_args.parse_args(argv)
+    except cmd_args.ArgumentError as e:
+        print(e.message, file=sys.stderr)
+        return 2
+    configure_logging(cmd_opts.loglevel)
+    runtime = create_runtime(cmd_opts=cmd_opts)
+    app = create_app(runtime)
+    # Load the model beside the server start so the page is up at once and shows the progress.
+    threading.Thread(target=runtime.load_initial_model, daemon=True, name="initial-model-load").start()
+
+    import uvicorn
+
+    host, port = server_host(cmd_opts), cmd_opts.port
+    url = f"http{'s' if cmd_opts.tls_certfile else ''}://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}/"
+    print(f"Running on local URL:  {url}", flush=True)
+    if cmd_opts.autolaunch:
+        threading.Timer(1.5, webbrowser.open, args=(url,)).start()
+    uvicorn.run(app, host=host, port=port, timeout_keep_alive=cmd_opts.timeout_keep_alive,
+                ssl_keyfile=cmd_opts.tls_keyfile, ssl_certfile=cmd_opts.tls_certfile, log_level="warning")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
