@@ -73,7 +73,7 @@ def detect_architecture(shapes: Mapping[str, Sequence[int]], source: str = "chec
                                          f"{ctx_note}, {ch_note}")
     if _has_prefix(keys, _SD2_TE):
         if inpaint:
-            return Detection("sd2-inpainting", f"SD2 inpainting: cond_stage_model.model (OpenCLIP-H), {ctx_note}, "
+            return Detection("sd2-inpainting", f"SD2 inpainting: cond_stage_model.model (OpenCLIP-H) present, {ctx_note}, "
                                                f"{ch_note}")
         return Detection("sd2-512", f"SD2: cond_stage_model.model (OpenCLIP-H) present, {ctx_note}, {ch_note}; "
                                     "epsilon vs v-prediction decided by a test run of the UNet",
