@@ -296,3 +296,18 @@ def test_image_seeds_as_a1111():
     assert rng.image_seeds(10, 50, 0.0, 3) == ([10, 11, 12], [50, 51, 52])
     # With a variation strength, the seed stays and the variation seed counts up.
     assert rng.image_seeds(10, 50, 0.4, 3) == ([10, 10, 10], [50, 51, 52])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_nv_equals_cuda_randn_on_a_real_gpu():
+    for seed in (0, 1234, 2**32 - 1):
+        gen = torch.Generator("cuda").manual_seed(seed)
+        nv = rng_philox.Generator(seed)
+        for _ in range(2):  # the second draw checks the offset advance too
+            expected = torch.randn((4, 64, 64), generator=gen, device="cuda").cpu()
+            torch.testing.assert_close(torch.from_numpy(nv.randn((4, 64, 64))), expected, rtol=0, atol=1e-4)
+        torch.testing.assert_close(
+            rng.randn(seed, (4, 8, 8), source="GPU", device="cuda").cpu(),
+            torch.randn((4, 8, 8), generator=torch.Generator("cuda").manual_seed(seed), device="cuda").cpu(),
+        )
