@@ -76,7 +76,8 @@ class CheckpointInfo:
         return base if is_config_dir(base) else None
 
     def aliases(self) -> list[str]:
-        names = [self.title, self.name, self.model_name, self.name_for_extra, self.short_title, *self.ids]
+        names = [self.title, self.name, self.model_name, self.name_for_extra, self.short_title, self.filename,
+                 *self.ids]
         if self.hash:
             names += [self.hash, f"{self.name} [{self.hash}]"]
         if self.sha256:
@@ -183,7 +184,11 @@ class ModelRegistry:
         return matches[0] if matches else None
 
     def require(self, name: str) -> CheckpointInfo:
+        """Look up a checkpoint; on a miss rescan once, since the file may have been added since."""
         found = self.closest(name)
+        if found is None:
+            self.refresh()
+            found = self.closest(name)
         if found is None:
             available = ", ".join(self.titles()) or "none"
             raise ModelNotFoundError(f"Checkpoint {name!r} not found. Available: {available}")
