@@ -188,7 +188,7 @@ def get_next_sequence_number(path: str | os.PathLike[str], basename: str) -> int
         if not name.startswith(prefix) or entry.is_dir():
             continue
         first = os.path.splitext(name[len(prefix) :])[0].split("-")[0]
-        if first.isdigit():
+        if first.isascii() and first.isdigit():  # int() refuses digits like '²'
             highest = max(highest, int(first))
     return highest + 1
 
