@@ -273,8 +273,11 @@ def _uses_emphasis(*texts: str) -> bool:
     except ImportError:
         parse_prompt_attention = None
     if parse_prompt_attention is not None:
-        chunks = [chunk for text in texts for chunk in parse_prompt_attention(text)]
-        return any(weight != 1.0 and part != "BREAK" for part, weight in chunks)
+        try:
+            chunks = [chunk for text in texts for chunk in parse_prompt_attention(text)]
+            return any(weight != 1.0 and part != "BREAK" for part, weight in chunks)
+        except (TypeError, ValueError):  # an unexpected result shape: use the fallback below
+            pass
     # Fallback when the prompt parser is not available: an unescaped bracket pair means a weight.
     for text in texts:
         plain = re.sub(r"\\.", "", text)

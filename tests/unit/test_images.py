@@ -401,7 +401,7 @@ def test_permission_error_names_the_file(tmp_path, monkeypatch):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(images, "_reserve", refuse)
-    with pytest.raises(ImageWriteError, match=r"Could not save image .*\\*\.png: Permission denied"):
+    with pytest.raises(ImageWriteError, match=r"Could not save image .*\*\.png: Permission denied"):
         save_image(_img(), tmp_path, "", seed=1, prompt="p", save_to_dirs=False, opts=_opts())
     assert _files(tmp_path) == []
 
