@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from modules.errors import WebUIError
+
 # Prefixes of the original CompVis (SD1/SD2) and Stability "generative-models" (SDXL) checkpoints.
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -72,7 +74,7 @@ _OPENCLIP_LAYER = {
 }
 
 
-class LdmExportError(ValueError):
+class LdmExportError(WebUIError, ValueError):
     """A state dict cannot be expressed in the original LDM layout (unknown key, wrong shape, bad variant)."""
 
 
