@@ -99,6 +99,17 @@ class Runtime:
                 self.warnings.append(str(e))
         log.error("No checkpoint could be loaded: %s", self.model_status)
 
+    def download_default_model(self, progress: Callable[[int, int | None], None] | None = None) -> str:
+        """The SD1.5 download A1111 offers when no checkpoint exists; explicit, never at start-up."""
+        from modules.model_download import download_default_model
+
+        if getattr(self.cmd_opts, "no_download_sd_model", False):
+            raise WebUIError("Downloading the default model is disabled (--no-download-sd-model). "
+                             + no_checkpoint_message(self.paths))
+        path = download_default_model(self.paths.ckpt_dir, progress)
+        self.refresh_checkpoints()
+        return self.switch_checkpoint(str(path))
+
     # --- settings ------------------------------------------------------------------------------
     def save_settings(self) -> None:
         try:

@@ -36,6 +36,9 @@ def create_quicksettings(runtime: Runtime) -> dict[str, Any]:
         refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", elem_classes=["tool"], scale=0,
                             min_width=40)
     status = gr.HTML(_status_html(runtime), elem_id="sd_model_status")
+    offer = not runtime.cmd_opts.no_download_sd_model
+    download = gr.Button("Download Stable Diffusion 1.5 (about 4 GB) into the checkpoint folder",
+                         elem_id="sd_model_download", visible=offer and not runtime.checkpoint_titles())
 
     def on_refresh() -> tuple[Any, str]:
         titles = runtime.refresh_checkpoints()
@@ -59,6 +62,17 @@ def create_quicksettings(runtime: Runtime) -> dict[str, Any]:
             gr.Warning(runtime.model_status)
         return gr.update(choices=runtime.checkpoint_titles(), value=runtime.current_title()), _status_html(runtime)
 
+    def on_download(progress: gr.Progress = gr.Progress()) -> tuple[Any, str, Any]:  # noqa: B008
+        try:
+            runtime.download_default_model(lambda done, total: progress(
+                (done / total) if total else 0, desc=f"Downloading {done / 1e6:.0f} MB"))
+        except WebUIError as e:
+            runtime.model_status = str(e)
+        titles = runtime.checkpoint_titles()
+        return (gr.update(choices=titles, value=runtime.current_title()), _status_html(runtime),
+                gr.update(visible=offer and not titles))
+
+    download.click(on_download, outputs=[checkpoint, status, download], api_visibility="private")
     refresh.click(on_refresh, outputs=[checkpoint, status], api_visibility="private")
     checkpoint.input(on_change, inputs=[checkpoint], outputs=[checkpoint, status], api_visibility="private",
                       show_progress="full")

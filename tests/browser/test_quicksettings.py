@@ -18,7 +18,10 @@ def pick(page, title: str) -> None:
     page.get_by_role("option", name=title).click()
 
 
-def test_no_checkpoint_page_says_where(page, tmp_path: Path) -> None:
+def test_no_checkpoint_page_says_where(page, tmp_path: Path, monkeypatch) -> None:
+    from tests.live_server import free_port
+
+    monkeypatch.setenv("SD_WEBUI_DEFAULT_MODEL_URL", f"http://127.0.0.1:{free_port()}/none.safetensors")
     with LiveServer(tmp_path, "--no-half") as url:
         page.goto(url)
         page.wait_for_selector("#quicksettings")
@@ -32,6 +35,10 @@ def test_no_checkpoint_page_says_where(page, tmp_path: Path) -> None:
                              " && typeof onUiUpdate === 'function'")
         assert page.evaluate("!!gradioApp().querySelector('#quicksettings') && !!gradioApp().querySelector('#tabs')")
         assert page.locator("#tab_settings").count() == 1
+        # Offline, the offered download fails fast with the same plain message.
+        page.locator("#sd_model_download").click()
+        status.filter(has_text="Could not download").wait_for(timeout=30000)
+        assert "put it into" in status.inner_text()
 
 
 def test_refresh_pick_switch_and_bad_file(page, tmp_path: Path) -> None:
