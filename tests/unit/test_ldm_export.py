@@ -20,6 +20,7 @@ from modules.ldm_export import (
     openclip_to_ldm,
     pipeline_to_ldm,
     unet_to_ldm,
+    vae_to_ldm,
 )
 from tests.fixtures.tiny_models import (
     LEGACY_CKPT_GLOBALS,
@@ -310,3 +311,11 @@ def test_bad_input_gets_a_clear_error(tiny) -> None:
     with pytest.raises(LdmExportError, match="encoder_hid_proj"):
         unet_to_ldm({"encoder_hid_proj.weight": torch.zeros(1)}, {"layers_per_block": 1})
     assert issubclass(LdmExportError, ValueError)
+
+
+def test_half_precision_is_preserved(tiny) -> None:
+    te = {k: v.half() for k, v in tiny["sd2-512"][0]["text_encoder"].state_dict().items()}
+    out = openclip_to_ldm(te, SD2_OPENCLIP_PREFIX, extra_layers=1)
+    assert {t.dtype for t in out.values()} == {torch.float16}
+    vae = {k: v.half() for k, v in tiny["sd1"][0]["vae"].state_dict().items()}
+    assert {t.dtype for t in vae_to_ldm(vae).values()} == {torch.float16}
