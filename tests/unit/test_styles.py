@@ -20,9 +20,9 @@ from modules.styles import (
 
 A1111_FILE = (
     "\ufeffname,prompt,negative_prompt\r\n"
-    "cinematic,\"cinematic still {prompt}, film grain\",\"cartoon, anime\"\r\n"
-    "sharp,\"sharp focus, 8k\",blurry\r\n"
-    "neg only,,\"lowres, bad hands\"\r\n"
+    'cinematic,"cinematic still {prompt}, film grain","cartoon, anime"\r\n'
+    'sharp,"sharp focus, 8k",blurry\r\n'
+    'neg only,,"lowres, bad hands"\r\n'
 )
 
 
@@ -74,7 +74,10 @@ def test_reads_a1111_file_with_bom_quotes_and_placeholder(tmp_path: Path) -> Non
     assert db.styles["cinematic"] == PromptStyle(
         "cinematic", "cinematic still {prompt}, film grain", "cartoon, anime", str(tmp_path / "styles.csv")
     )
-    assert db.apply_styles_to_prompt("a cat", ["cinematic", "sharp"]) == "cinematic still a cat, film grain, sharp focus, 8k"
+    assert (
+        db.apply_styles_to_prompt("a cat", ["cinematic", "sharp"])
+        == "cinematic still a cat, film grain, sharp focus, 8k"
+    )
     assert db.apply_negative_styles_to_prompt("", ["cinematic", "neg only"]) == "cartoon, anime, lowres, bad hands"
     # Unknown names are ignored when applying (A1111) and listed by missing() for the UI to report.
     assert db.apply_styles_to_prompt("a cat", ["nope"]) == "a cat"
@@ -115,7 +118,7 @@ def test_bad_rows_are_reported_and_kept_on_save(tmp_path: Path) -> None:
     "content",
     [
         b"name,prompt\nx,\xff\xfe bad bytes\n",
-        "prompt,negative\nx,y\n".encode(),
+        b"prompt,negative\nx,y\n",
     ],
     ids=["not-utf8", "no-name-column"],
 )
@@ -292,7 +295,11 @@ def test_extract_styles_reverses_apply(tmp_path: Path) -> None:
     negative = db.apply_negative_styles_to_prompt("ugly", applied)
     assert db.extract_styles_from_prompt(prompt, negative) == (applied, "a red fox", "ugly")
     # Both prompts must match: the positive text alone is not enough.
-    assert db.extract_styles_from_prompt("a red fox, sharp focus, 8k", "ugly") == ([], "a red fox, sharp focus, 8k", "ugly")
+    assert db.extract_styles_from_prompt("a red fox, sharp focus, 8k", "ugly") == (
+        [],
+        "a red fox, sharp focus, 8k",
+        "ugly",
+    )
     # A style whose texts are both empty never matches.
     db.save_style(PromptStyle("nothing", "", ""))
     assert db.extract_styles_from_prompt("cat", "")[0] == []
