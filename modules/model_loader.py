@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -109,17 +110,36 @@ def _pipeline_class(config_dir: Path) -> Any:
     return getattr(diffusers, index["_class_name"])
 
 
+_TOKENIZERS: dict[tuple[str, str], Any] = {}
+
+
 def _load_component(name: str, library: str, class_name: str, checkpoint: dict, config_dir: Path, dtype: Any) -> Any:
     # diffusers' per-component single-file loader is internal API; diffusers is pinned exactly and this is the
     # only place that calls it.
     from diffusers import pipelines
     from diffusers.loaders.single_file import load_single_file_sub_model
 
-    return load_single_file_sub_model(
-        library_name=library, class_name=class_name, name=name, checkpoint=checkpoint, pipelines=pipelines,
-        is_pipeline_module=hasattr(pipelines, library), cached_model_config_path=str(config_dir),
-        local_files_only=True, torch_dtype=dtype,
-    )
+    if name.startswith("tokenizer"):
+        # Parsing the 49k-entry BPE vocabulary takes ~0.1 s; tokenizers are read-only, so share them per folder.
+        key = (str(config_dir), name)
+        if key not in _TOKENIZERS:
+            import transformers
+
+            _TOKENIZERS[key] = getattr(transformers, class_name).from_pretrained(str(config_dir), subfolder=name)
+        return _TOKENIZERS[key]
+    context = contextlib.nullcontext()
+    if name.startswith("text_encoder"):
+        # The text encoder is built on the meta device and then filled from the checkpoint; transformers would
+        # still run its random initialisers over every layer first. Its own switch skips that wasted work.
+        from transformers.initialization import no_init_weights
+
+        context = no_init_weights()
+    with context:
+        return load_single_file_sub_model(
+            library_name=library, class_name=class_name, name=name, checkpoint=checkpoint, pipelines=pipelines,
+            is_pipeline_module=hasattr(pipelines, library), cached_model_config_path=str(config_dir),
+            local_files_only=True, torch_dtype=dtype,
+        )
 
 
 def is_v_prediction_sd2(unet: Any) -> bool:
