@@ -107,9 +107,8 @@ def run_ours(path: str, dtype_name: str) -> dict:
 
 
 def run_switch(path_a: str, path_b: str) -> dict:
-    import torch
-
     import diffusers  # noqa: F401
+    import torch
     import transformers  # noqa: F401
 
     from modules.devices import DevicePolicy

@@ -9,6 +9,7 @@ import gradio as gr
 
 from modules.paths import SCRIPT_PATH
 from modules.runtime import Runtime
+from modules.ui_png_info import create_png_info_tab
 from modules.ui_quicksettings import create_quicksettings
 from modules.ui_settings import create_settings_tab
 
@@ -39,6 +40,7 @@ def create_ui(runtime: Runtime) -> gr.Blocks:
             gr.HTML(f'<div class="sd-status sd-status-warning">{html.escape(warning)}</div>',
                     elem_classes=["startup-warning"])
         with gr.Tabs(elem_id="tabs"):
+            create_png_info_tab(runtime)
             create_settings_tab(runtime)
         demo.load(quick["on_load"], outputs=[quick["checkpoint"], quick["status"]], api_visibility="private")
     return demo
