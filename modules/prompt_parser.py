@@ -24,6 +24,10 @@ __all__ = [
     "get_multicond_prompt_list",
     "parse_prompt_attention",
     "parse_prompt_attention_nai",
+    "re_AND",
+    "re_attention",
+    "re_break",
+    "re_weight",
     "reconstruct_cond_batch",
     "reconstruct_multicond_batch",
     "stack_conds",
@@ -610,6 +614,14 @@ def parse_prompt_attention(text: str, curly: bool = False) -> list[list]:
         run = [piece]
     merged[-1][0] = "".join(run)
     return merged
+
+
+# Names A1111 exposes and some extensions import. Same matching behaviour; our code above does not use them.
+re_AND = _AND
+re_weight = re.compile(r"^(.*?)(?:\s*:\s*([-+]?(?:\d+\.?|\d*\.\d+)))?\s*$", re.DOTALL)
+re_break = re.compile(r"\s*\bBREAK\b\s*", re.DOTALL)
+# Group 1 is the weight of a `:number)` token, as extensions expect.
+re_attention = re.compile(r"\\[()\[\]\\]|\\|[(\[]|:\s*([+-]?[.\d]+)\s*\)|[)\]]|[^\\()\[\]:]+|:")
 
 
 def parse_prompt_attention_nai(text: str) -> list[list]:

@@ -549,3 +549,46 @@ def test_dict_conditioning_and_multicond_batch() -> None:
     assert tensor.shape == (3, 4, 2)
     assert tensor[0, :, 0].tolist() == [5.0] * 4
     assert float(tensor[2, 0, 0]) == 1.0  # step 2 of "[a:b:1]" is "b"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Random prompts (seeded): never an exception, and the invariants every result must satisfy.
+# ----------------------------------------------------------------------------------------------------------------
+
+_PIECES = list("ab ()[]{}:|\\\n,") + [
+    "1",
+    ".5",
+    "-2",
+    "1e9",
+    "BREAK",
+    "AND",
+    ":1.2)",
+    "<lora:x:1>",
+    "#",
+    "\x00",
+    "\ud800",
+]
+
+
+def test_random_prompts_never_fail() -> None:
+    import random
+
+    rng = random.Random(1234)
+    for _ in range(3000):
+        text = "".join(rng.choice(_PIECES) for _ in range(rng.randint(0, 25)))
+        schedule = pp.get_learned_conditioning_prompt_schedules([text], 8, 12)[0]
+        ends = [end for end, _ in schedule]
+        assert ends == sorted(set(ends)) and ends[-1] == 12
+        assert all(isinstance(part, str) for _, part in schedule)
+        if "[" not in text:
+            assert schedule == [[12, text]]
+        pieces = pp.parse_prompt_attention(text, curly=rng.random() < 0.5)
+        assert pieces and all(isinstance(p, str) and isinstance(w, (int, float)) for p, w in pieces)
+        assert all(pieces[i][1] != pieces[i + 1][1] for i in range(len(pieces) - 1))
+        res_indexes, flat, _ = pp.get_multicond_prompt_list([text])
+        assert len(res_indexes[0]) == len(pp.re_AND.split(text))
+        assert all(0 <= index < len(flat) for index, _ in res_indexes[0])
+        assert pp.strip_comments(text).count("#") == 0
+        stripped, _ = extract_extra_networks(text)
+        assert "<lora:x:1>" not in stripped
+        assert isinstance(pp.check_brackets(text), list)
