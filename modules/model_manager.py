@@ -127,6 +127,9 @@ class ModelManager:
             self.current_info = None
         torch_gc()
 
+    def loaded_models(self) -> list[LoadedModel]:
+        return [m for _t, m in self._cache.values()]
+
     def loaded_filenames(self) -> list[str]:
         return list(self._cache)
 

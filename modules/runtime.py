@@ -12,10 +12,12 @@ from typing import Any
 from modules.devices import DevicePolicy
 from modules.errors import ModelLoadError, ModelNotFoundError, WebUIError
 from modules.hashes import HashCache
+from modules.jobs import JobQueue
 from modules.model_manager import ModelManager
 from modules.model_registry import ModelRegistry
 from modules.options import Options
 from modules.paths import Paths
+from modules.scripts import ScriptRunner
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,12 @@ class Runtime:
     models: ModelManager
     warnings: list[str] = field(default_factory=list)
     model_status: str = ""
+    jobs: JobQueue = field(default_factory=JobQueue)
+    scripts_txt2img: ScriptRunner = field(default_factory=ScriptRunner)
+    scripts_img2img: ScriptRunner = field(default_factory=ScriptRunner)
+    styles: Any = None
     _switch_lock: threading.Lock = field(default_factory=threading.Lock)
+    _conditioners: dict[int, Any] = field(default_factory=dict)
 
     # --- checkpoints ---------------------------------------------------------------------------
     def refresh_checkpoints(self) -> list[str]:
@@ -109,6 +116,24 @@ class Runtime:
         path = download_default_model(self.paths.ckpt_dir, progress)
         self.refresh_checkpoints()
         return self.switch_checkpoint(str(path))
+
+    def output_dir(self, key: str, common_key: str | None = None) -> Path:
+        """An output folder from settings (A1111: the common folder, when set, wins), relative to the data folder."""
+        value = (self.opts.get(common_key) if common_key else "") or self.opts.get(key) or "outputs"
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.paths.data_dir / path
+
+    def conditioner_for(self, model: Any) -> Any:
+        """The prompt encoder of a loaded model (one per model, keeping its cache of encoded prompts)."""
+        key = id(model)
+        if key not in self._conditioners:
+            from modules.conditioning import ConditioningOptions, TextConditioner
+
+            self._conditioners = {k: v for k, v in self._conditioners.items()
+                                  if any(id(m) == k for m in self.models.loaded_models())}
+            self._conditioners[key] = TextConditioner.from_loaded(
+                model, ConditioningOptions.from_settings(self.opts.get), getattr(self, "embeddings", None))
+        return self._conditioners[key]
 
     # --- settings ------------------------------------------------------------------------------
     def save_settings(self) -> None:

@@ -12,12 +12,18 @@ from modules.runtime import Runtime
 from modules.ui_png_info import create_png_info_tab
 from modules.ui_quicksettings import create_quicksettings
 from modules.ui_settings import create_settings_tab
+from modules.ui_txt2img import create_txt2img_tab
 
 CSS = """
 #quicksettings { gap: 0.4em; align-items: flex-end; }
 #quicksettings .tool { max-width: 2.8em; min-width: 2.8em !important; height: 2.4em; }
 .sd-status-warning { padding: 0.6em; border-left: 4px solid #e0a000; }
 .sd-status-error { padding: 0.6em; border-left: 4px solid #d00; }
+.progressDiv { position: relative; height: 1.6em; background: #ddd3; border-radius: 4px; overflow: hidden; }
+.progressDiv .progress { height: 100%; background: #e67e22; transition: width 0.3s; white-space: nowrap; }
+.progressDiv .progress-text { padding-left: 0.5em; }
+#txt2img_toprow textarea { min-height: 4.5em; }
+.error { color: #c00; padding: 0.4em 0; }
 """
 
 
@@ -40,6 +46,7 @@ def create_ui(runtime: Runtime) -> gr.Blocks:
             gr.HTML(f'<div class="sd-status sd-status-warning">{html.escape(warning)}</div>',
                     elem_classes=["startup-warning"])
         with gr.Tabs(elem_id="tabs"):
+            create_txt2img_tab(runtime)
             create_png_info_tab(runtime)
             create_settings_tab(runtime)
         demo.load(quick["on_load"], outputs=[quick["checkpoint"], quick["status"]], api_visibility="private")

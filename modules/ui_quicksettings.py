@@ -80,4 +80,18 @@ def create_quicksettings(runtime: Runtime) -> dict[str, Any]:
     def on_load() -> tuple[Any, str]:
         return gr.update(choices=runtime.checkpoint_titles(), value=runtime.current_title()), _status_html(runtime)
 
+    # The start-up load (and switches made through the API) happen outside this page's events: poll cheaply
+    # and update the row only when something changed.
+    seen = gr.State(None)
+    timer = gr.Timer(1.0)
+
+    def on_tick(last: Any) -> tuple[Any, str, Any]:
+        now = (runtime.current_title(), runtime.model_status, tuple(runtime.checkpoint_titles()))
+        if now == last:
+            return gr.skip(), gr.skip(), last
+        return gr.update(choices=list(now[2]), value=now[0]), _status_html(runtime), now
+
+    timer.tick(on_tick, inputs=[seen], outputs=[checkpoint, status, seen], api_visibility="private",
+               show_progress="hidden", concurrency_limit=None, queue=False)
+
     return {"checkpoint": checkpoint, "refresh": refresh, "status": status, "on_load": on_load}

@@ -1,0 +1,203 @@
+"""The CFG denoiser: per-step prompt schedules, AND (composable diffusion), SDXL extras, and hook points."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from modules.sampling.common import SamplingInterrupted
+from modules.state import JobState
+
+
+@dataclass
+class CFGDenoiserParams:
+    """Passed to before-UNet hooks (A1111's cfg_denoiser callback); hooks may replace the tensors."""
+
+    x: torch.Tensor
+    image_cond: torch.Tensor | None
+    sigma: torch.Tensor
+    sampling_step: int
+    total_sampling_steps: int
+    text_cond: Any
+    text_uncond: Any
+    denoiser: Any = None
+
+
+@dataclass
+class CFGDenoisedParams:
+    """Passed to after-UNet hooks (A1111's cfg_denoised callback): x is the batch of denoised predictions."""
+
+    x: torch.Tensor
+    sampling_step: int
+    total_sampling_steps: int
+    inner_model: Any
+
+
+@dataclass
+class AfterCFGCallbackParams:
+    """Passed to after-CFG hooks (A1111's cfg_after_cfg callback)."""
+
+    x: torch.Tensor
+    sampling_step: int
+    total_sampling_steps: int
+
+
+@dataclass
+class DenoiserHooks:
+    """Ordered hook points of the loop; extensions and our own features append callables."""
+
+    before_unet: list[Callable[[CFGDenoiserParams], None]] = field(default_factory=list)
+    after_unet: list[Callable[[CFGDenoisedParams], None]] = field(default_factory=list)
+    after_cfg: list[Callable[[AfterCFGCallbackParams], None]] = field(default_factory=list)
+    after_step: list[Callable[[dict], None]] = field(default_factory=list)
+
+
+def pick_schedule(schedules: Sequence[Any], step: int) -> Any:
+    """The cond active at `step` from A1111's [ScheduledPromptConditioning(end_at_step, cond)]."""
+    for item in schedules:
+        if step <= item.end_at_step:
+            return item.cond
+    return schedules[-1].cond
+
+
+def _tokens(c: Any) -> int:
+    return (c["crossattn"] if isinstance(c, dict) else c).shape[0]
+
+
+def _stretch(c: Any, n: int) -> Any:
+    """Make a cond n tokens long by repeating its last 77-token chunk's final row (A1111 pads the same way)."""
+    if isinstance(c, dict):
+        return {**c, "crossattn": _stretch(c["crossattn"], n)}
+    if c.shape[0] == n:
+        return c
+    return torch.cat([c, c[-1:].expand(n - c.shape[0], -1)], dim=0)
+
+
+def stack_conds(conds: Sequence[Any]) -> Any:
+    """Stack per-prompt conds (tensors [T, D] or dicts) into a batch, stretching to a common length."""
+    n = max(_tokens(c) for c in conds)
+    conds = [_stretch(c, n) for c in conds]
+    if isinstance(conds[0], dict):
+        return {k: torch.stack([c[k] for c in conds]) for k in conds[0]}
+    return torch.stack(list(conds))
+
+
+def _cat(a: Any, b: Any) -> Any:
+    if isinstance(a, dict):
+        return {k: torch.cat([a[k], b[k]]) for k in a}
+    return torch.cat([a, b])
+
+
+class UNetModel:
+    """fn(x_scaled, t, cond=...) -> eps|v for a diffusers UNet, in the UNet's dtype; SDXL extras from cond dicts."""
+
+    def __init__(self, unet: Any, time_ids: torch.Tensor | None = None) -> None:
+        self.unet = unet
+        self.time_ids = time_ids  # [B, n] for the batch the denoiser passes, set per call
+        p = next(unet.parameters())
+        self.dtype, self.device = p.dtype, p.device
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: Any = None, time_ids: torch.Tensor | None = None,
+                 image_cond: torch.Tensor | None = None) -> torch.Tensor:
+        added = None
+        if isinstance(cond, dict):
+            hidden = cond["crossattn"]
+            if "vector" in cond:
+                added = {"text_embeds": cond["vector"].to(self.device, self.dtype),
+                         "time_ids": time_ids.to(self.device, self.dtype)}
+        else:
+            hidden = cond
+        if image_cond is not None:
+            x = torch.cat([x, image_cond.to(x.dtype)], dim=1)
+        out = self.unet(x.to(self.device, self.dtype), t.to(self.device), encoder_hidden_states=hidden.to(
+            self.device, self.dtype), added_cond_kwargs=added, return_dict=False)[0]
+        return out.float()
+
+
+class CFGDenoiser:
+    """k-diffusion-style denoiser(x, sigma) -> x0 with classifier-free guidance on the denoised predictions."""
+
+    def __init__(self, inner: Any, conds: Any, unconds: Sequence[Sequence[Any]], cfg_scale: float, *,
+                 state: JobState | None = None, hooks: DenoiserHooks | None = None, total_steps: int = 0,
+                 time_ids: torch.Tensor | None = None, uncond_time_ids: torch.Tensor | None = None,
+                 image_cond: torch.Tensor | None = None, step_offset: int = 0) -> None:
+        self.inner = inner  # a modules.sampling.discrete.DiscreteDenoiser wrapping a UNetModel
+        self.conds = conds  # MulticondLearnedConditioning (A1111): .batch[i] = [Composable(schedules, weight)]
+        self.unconds = unconds
+        self.cfg_scale = cfg_scale
+        self.state = state
+        self.hooks = hooks or DenoiserHooks()
+        self.total_steps = total_steps
+        self.time_ids = time_ids
+        self.uncond_time_ids = uncond_time_ids if uncond_time_ids is not None else time_ids
+        self.image_cond = image_cond
+        self.step = step_offset  # the sampling step, set by the sampler callback; used for prompt editing
+
+    def _check(self) -> None:
+        if self.state is not None and (self.state.interrupted or self.state.skipped):
+            raise SamplingInterrupted()
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **_: Any) -> torch.Tensor:
+        self._check()
+        batch = x.shape[0]
+        conds_list: list[list[tuple[int, float]]] = []
+        flat: list[Any] = []
+        for composables in self.conds.batch:
+            entry = []
+            for comp in composables:
+                entry.append((len(flat), float(comp.weight)))
+                flat.append(pick_schedule(comp.schedules, self.step))
+            conds_list.append(entry)
+        uncond_list = [pick_schedule(u, self.step) for u in self.unconds]
+        cond = stack_conds(flat)
+        uncond = stack_conds(uncond_list)
+        repeats = [len(c) for c in conds_list]
+        x_c = torch.cat([x[i:i + 1].expand(n, *x.shape[1:]) for i, n in enumerate(repeats)])
+        sigma_c = torch.cat([sigma[i:i + 1].expand(n) for i, n in enumerate(repeats)])
+        img_c = None
+        if self.image_cond is not None:
+            img_c = torch.cat([self.image_cond[i:i + 1].expand(n, *self.image_cond.shape[1:])
+                               for i, n in enumerate(repeats)])
+        tid_c = None if self.time_ids is None else torch.cat(
+            [self.time_ids[i:i + 1].expand(n, -1) for i, n in enumerate(repeats)])
+
+        params = CFGDenoiserParams(x_c, img_c, sigma_c, self.step, self.total_steps, cond, uncond, self)
+        for hook in self.hooks.before_unet:
+            hook(params)
+        x_c, sigma_c, cond, uncond = params.x, params.sigma, params.text_cond, params.text_uncond
+
+        x_in = torch.cat([x_c, x])
+        sigma_in = torch.cat([sigma_c, sigma])
+        img_in = None if img_c is None else torch.cat([img_c, self.image_cond])
+        tid_in = None if tid_c is None else torch.cat([tid_c, self.uncond_time_ids])
+        if _tokens_of(cond) == _tokens_of(uncond):
+            out = self.inner(x_in, sigma_in, cond=_cat(cond, uncond), time_ids=tid_in, image_cond=img_in)
+        else:  # different chunk counts: two UNet calls rather than padding (A1111's default)
+            n = x_c.shape[0]
+            out = torch.cat([
+                self.inner(x_in[:n], sigma_in[:n], cond=cond, time_ids=None if tid_in is None else tid_in[:n],
+                           image_cond=None if img_in is None else img_in[:n]),
+                self.inner(x_in[n:], sigma_in[n:], cond=uncond, time_ids=None if tid_in is None else tid_in[n:],
+                           image_cond=None if img_in is None else img_in[n:]),
+            ])
+        denoised_params = CFGDenoisedParams(out, self.step, self.total_steps, self.inner)
+        for hook in self.hooks.after_unet:
+            hook(denoised_params)
+        out = denoised_params.x
+
+        denoised_uncond = out[-batch:]
+        denoised = denoised_uncond.clone()
+        for i, entry in enumerate(conds_list):
+            for index, weight in entry:
+                denoised[i] += (out[index] - denoised_uncond[i]) * (weight * self.cfg_scale)
+        after = AfterCFGCallbackParams(denoised, self.step, self.total_steps)
+        for hook in self.hooks.after_cfg:
+            hook(after)
+        return after.x
+
+
+def _tokens_of(c: Any) -> int:
+    return (c["crossattn"] if isinstance(c, dict) else c).shape[1]

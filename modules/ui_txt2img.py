@@ -1,0 +1,234 @@
+"""The txt2img tab: A1111's controls and element ids; handlers build params, queue a job, show progress."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import gradio as gr
+from pydantic import ValidationError as PydanticValidationError
+
+from modules import infotext as infotext_mod
+from modules import sd_samplers, txt2img
+from modules.params import Txt2ImgParams
+from modules.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def progress_html(fraction: float, text: str) -> str:
+    pct = max(0.0, min(fraction, 1.0)) * 100
+    return (f'<div class="progressDiv"><div class="progress" style="width:{pct:.1f}%">'
+            f'<span class="progress-text">{html.escape(text)}</span></div></div>')
+
+
+def _status_text(runtime: Runtime, job: Any) -> tuple[float, str]:
+    if job.status == "queued":
+        return 0.0, f"In queue, position {runtime.jobs.position(job)}"
+    st = job.state
+    eta = st.eta()
+    step = f"Image {min(st.job_no + 1, max(st.job_count, 1))}/{max(st.job_count, 1)}, step {st.sampling_step}/" \
+           f"{st.sampling_steps}"
+    return st.progress, step + (f", ETA {eta:.0f}s" if eta is not None else "")
+
+
+def _validation_message(e: PydanticValidationError) -> str:
+    parts = []
+    for err in e.errors():
+        where = ".".join(str(x) for x in err.get("loc", ())) or "request"
+        parts.append(f"{where}: {err.get('msg')}")
+    return "; ".join(parts)
+
+
+def _error_html(text: str) -> str:
+    return f'<div class="error">{html.escape(text)}</div>'
+
+
+def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
+    samplers = sd_samplers.sampler_names()
+    schedulers = sd_samplers.scheduler_labels()
+    c: dict[str, Any] = {}
+    with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
+        with gr.Row(elem_id="txt2img_toprow"):
+            with gr.Column(scale=6, elem_id="txt2img_prompt_container"):
+                c["prompt"] = gr.Textbox(label="Prompt", elem_id="txt2img_prompt", lines=3, show_label=False,
+                                         placeholder="Prompt\n(Press Ctrl+Enter to generate, Alt+Enter to skip, "
+                                                     "Esc to interrupt)")
+                c["negative_prompt"] = gr.Textbox(label="Negative prompt", elem_id="txt2img_neg_prompt", lines=3,
+                                                  show_label=False, placeholder="Negative prompt")
+            with gr.Column(scale=1, elem_id="txt2img_actions_column"):
+                with gr.Row():
+                    c["interrupt"] = gr.Button("Interrupt", elem_id="txt2img_interrupt")
+                    c["skip"] = gr.Button("Skip", elem_id="txt2img_skip")
+                c["generate"] = gr.Button("Generate", variant="primary", elem_id="txt2img_generate")
+                with gr.Row():
+                    c["paste"] = gr.Button("↙️", elem_id="paste", elem_classes=["tool"])
+                    c["clear"] = gr.Button("🗑️", elem_id="txt2img_clear_prompt", elem_classes=["tool"])
+        with gr.Row(equal_height=False, elem_id="txt2img_settings_row"):
+            with gr.Column(elem_id="txt2img_settings"):
+                with gr.Row(elem_id="txt2img_sampler_row"):
+                    c["sampler_name"] = gr.Dropdown(samplers, value=samplers[0], label="Sampling method",
+                                                    elem_id="txt2img_sampling")
+                    c["scheduler"] = gr.Dropdown(schedulers, value="Automatic", label="Schedule type",
+                                                 elem_id="txt2img_scheduler")
+                    c["steps"] = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id="txt2img_steps")
+                with gr.Row(elem_id="txt2img_dimensions_row"):
+                    with gr.Column(scale=4):
+                        c["width"] = gr.Slider(64, 2048, value=512, step=8, label="Width", elem_id="txt2img_width")
+                        c["height"] = gr.Slider(64, 2048, value=512, step=8, label="Height",
+                                                elem_id="txt2img_height")
+                    c["swap"] = gr.Button("⇅", elem_id="txt2img_res_switch_btn", elem_classes=["tool"], scale=0,
+                                          min_width=40)
+                    with gr.Column(scale=2):
+                        c["n_iter"] = gr.Slider(1, 100, value=1, step=1, label="Batch count",
+                                                elem_id="txt2img_batch_count")
+                        c["batch_size"] = gr.Slider(1, 8, value=1, step=1, label="Batch size",
+                                                    elem_id="txt2img_batch_size")
+                c["cfg_scale"] = gr.Slider(1, 30, value=7.0, step=0.5, label="CFG Scale", elem_id="txt2img_cfg_scale")
+                with gr.Row(elem_id="txt2img_seed_row"):
+                    c["seed"] = gr.Number(label="Seed", value=-1, precision=0, elem_id="txt2img_seed", scale=4)
+                    c["random_seed"] = gr.Button("🎲️", elem_id="txt2img_random_seed", elem_classes=["tool"],
+                                                 scale=0, min_width=40)
+                    c["reuse_seed"] = gr.Button("♻️", elem_id="txt2img_reuse_seed", elem_classes=["tool"],
+                                                scale=0, min_width=40)
+                    c["subseed_show"] = gr.Checkbox(label="Extra", elem_id="txt2img_subseed_show", value=False,
+                                                    scale=1)
+                with gr.Group(visible=False, elem_id="txt2img_seed_extras") as seed_extras:
+                    with gr.Row():
+                        c["subseed"] = gr.Number(label="Variation seed", value=-1, precision=0,
+                                                 elem_id="txt2img_subseed")
+                        c["subseed_strength"] = gr.Slider(0, 1, value=0, step=0.01, label="Variation strength",
+                                                          elem_id="txt2img_subseed_strength")
+                    with gr.Row():
+                        c["seed_resize_from_w"] = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from width",
+                                                            elem_id="txt2img_seed_resize_from_w")
+                        c["seed_resize_from_h"] = gr.Slider(0, 2048, value=0, step=8,
+                                                            label="Resize seed from height",
+                                                            elem_id="txt2img_seed_resize_from_h")
+            with gr.Column(elem_id="txt2img_results"):
+                c["progress"] = gr.HTML(elem_id="txt2img_progress")
+                c["gallery"] = gr.Gallery(label="Output", show_label=False, elem_id="txt2img_gallery", columns=4,
+                                          format="png", preview=True, height="auto")
+                c["generation_info"] = gr.Textbox(visible=False, elem_id="generation_info_txt2img")
+                c["task_id"] = gr.Textbox(visible=False, elem_id="txt2img_task_id")
+                c["html_info"] = gr.HTML(elem_id="html_info_txt2img")
+                c["html_log"] = gr.HTML(elem_id="html_log_txt2img")
+                c["infotext"] = gr.Textbox(label="Infotext", elem_id="txt2img_info", interactive=False, lines=3,
+                                           visible=True, buttons=["copy"])
+
+    fields = ["prompt", "negative_prompt", "sampler_name", "scheduler", "steps", "width", "height", "n_iter",
+              "batch_size", "cfg_scale", "seed", "subseed_show", "subseed", "subseed_strength", "seed_resize_from_w",
+              "seed_resize_from_h"]
+
+    def generate(*values: Any) -> Iterator[tuple]:
+        v = dict(zip(fields, values, strict=True))
+        extra = bool(v.pop("subseed_show"))
+        if not extra:
+            v.update(subseed=-1, subseed_strength=0.0, seed_resize_from_w=0, seed_resize_from_h=0)
+        try:
+            params = Txt2ImgParams(
+                prompt=v["prompt"] or "", negative_prompt=v["negative_prompt"] or "",
+                sampler_name=v["sampler_name"], scheduler=v["scheduler"], steps=int(v["steps"]),
+                width=int(v["width"]), height=int(v["height"]), n_iter=int(v["n_iter"]),
+                batch_size=int(v["batch_size"]), cfg_scale=float(v["cfg_scale"]), seed=int(v["seed"] or -1),
+                subseed=int(v["subseed"] or -1), subseed_strength=float(v["subseed_strength"]),
+                seed_resize_from_w=int(v["seed_resize_from_w"]) or -1,
+                seed_resize_from_h=int(v["seed_resize_from_h"]) or -1)
+        except (PydanticValidationError, TypeError, ValueError) as e:
+            msg = _validation_message(e) if isinstance(e, PydanticValidationError) else str(e)
+            yield gr.update(), "", "", "", _error_html(msg), "", ""
+            return
+        job = runtime.jobs.submit("txt2img", lambda state: txt2img.run(runtime, params, state))
+        last_preview = -1
+        while not job.done.wait(0.5):
+            fraction, text = _status_text(runtime, job)
+            preview = gr.update()
+            if job.state.id_live_preview != last_preview and job.state.current_image is not None:
+                last_preview = job.state.id_live_preview
+                preview = [job.state.current_image]
+            yield preview, "", job.id, progress_html(fraction, text), "", gr.update(), gr.update()
+        if job.status == "failed":
+            yield gr.update(), "", job.id, "", _error_html(job.error or "failed"), "", ""
+            return
+        processed = job.result
+        taken = (job.finished or time.time()) - (job.started or time.time())
+        first = processed.infotexts[processed.index_of_first_image] if processed.infotexts else ""
+        log_html = f"<p>Time taken: {taken:.1f} sec.</p>"
+        if processed.errors:
+            log_html += _error_html("; ".join(processed.errors))
+        yield (processed.images, processed.js(), job.id, "", log_html,
+               f"<p>{html.escape(first).replace(chr(10), '<br>')}</p>", first)
+
+    outputs = [c["gallery"], c["generation_info"], c["task_id"], c["progress"], c["html_log"], c["html_info"],
+               c["infotext"]]
+    c["generate"].click(generate, inputs=[c[f] for f in fields], outputs=outputs, api_visibility="private",
+                        show_progress="hidden", concurrency_limit=None)
+    c["prompt"].submit(generate, inputs=[c[f] for f in fields], outputs=outputs, api_visibility="private",
+                       show_progress="hidden", concurrency_limit=None)
+
+    def interrupt(task_id: str) -> None:
+        job = runtime.jobs.get(task_id) if task_id else None
+        runtime.jobs.interrupt(job)
+
+    def skip(task_id: str) -> None:
+        job = runtime.jobs.get(task_id) if task_id else None
+        runtime.jobs.skip(job)
+
+    c["interrupt"].click(interrupt, inputs=[c["task_id"]], api_visibility="private", concurrency_limit=None)
+    c["skip"].click(skip, inputs=[c["task_id"]], api_visibility="private", concurrency_limit=None)
+    c["swap"].click(lambda w, h: (h, w), inputs=[c["width"], c["height"]], outputs=[c["width"], c["height"]],
+                    api_visibility="private")
+    c["random_seed"].click(lambda: -1, outputs=[c["seed"]], api_visibility="private")
+    c["clear"].click(lambda: ("", ""), outputs=[c["prompt"], c["negative_prompt"]], api_visibility="private")
+    c["subseed_show"].change(lambda x: gr.update(visible=bool(x)), inputs=[c["subseed_show"]],
+                             outputs=[seed_extras], api_visibility="private")
+
+    def reuse_seed(gen_info: str, evt_index: int | None = None) -> Any:
+        try:
+            info = json.loads(gen_info)
+        except (TypeError, ValueError):
+            return gr.update()
+        return info.get("seed", -1)
+
+    c["reuse_seed"].click(reuse_seed, inputs=[c["generation_info"]], outputs=[c["seed"]], api_visibility="private")
+
+    paste_outputs = [c[f] for f in ("prompt", "negative_prompt", "steps", "sampler_name", "scheduler", "cfg_scale",
+                                    "seed", "width", "height", "subseed_show", "subseed", "subseed_strength",
+                                    "seed_resize_from_w", "seed_resize_from_h")]
+
+    def paste(prompt: str) -> tuple:
+        return paste_values(prompt)
+
+    c["paste"].click(paste, inputs=[c["prompt"]], outputs=paste_outputs, api_visibility="private")
+    c["paste_outputs"] = paste_outputs
+    return c
+
+
+def paste_values(text: str) -> tuple:
+    """Fill the txt2img fields from an infotext (A1111's ↙️ button)."""
+    if not text or not text.strip():
+        return tuple(gr.update() for _ in range(14))
+    res = infotext_mod.parse_generation_parameters(text)
+
+    def get(key: str, cast: Any, default: Any = None) -> Any:
+        if key not in res:
+            return gr.update() if default is None else default
+        try:
+            return cast(float(res[key])) if cast in (int, float) else cast(res[key])
+        except (TypeError, ValueError):
+            return gr.update()
+
+    sampler, scheduler = gr.update(), gr.update()
+    if "Sampler" in res:
+        with contextlib.suppress(ValueError):
+            sampler, scheduler = sd_samplers.split_sampler_and_scheduler(res["Sampler"], res.get("Schedule type"))
+    has_extra = any(k in res for k in ("Variation seed", "Seed resize from-1"))
+    return (res.get("Prompt", ""), res.get("Negative prompt", ""), get("Steps", int), sampler, scheduler,
+            get("CFG scale", float), get("Seed", int), get("Size-1", int), get("Size-2", int),
+            has_extra, get("Variation seed", int), get("Variation seed strength", float),
+            get("Seed resize from-1", int), get("Seed resize from-2", int))
