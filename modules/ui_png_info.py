@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NOTHING_FOUND = "Nothing found in the image."
+# Inline so the tab needs no shared stylesheet: keep the text's line breaks but wrap long lines (one-line JSON).
+_PRE_STYLE = "white-space: pre-wrap; overflow-wrap: anywhere; margin: 0 0 0.8em 0; font-size: 0.85em"
 
 
 class PngInfoError(WebUIError, ValueError):
@@ -117,7 +119,7 @@ def render_metadata_html(meta: ImageMetadata) -> str:
     for key, value in entries.items():
         parts.append(
             f'<div class="pnginfo-item"><p><b>{html.escape(key)}</b></p>'
-            f'<pre class="pnginfo-text">{html.escape(_text_of(value))}</pre></div>'
+            f'<pre class="pnginfo-text" style="{_PRE_STYLE}">{html.escape(_text_of(value))}</pre></div>'
         )
     if not entries:
         parts.append(f'<div class="pnginfo-empty"><p>{html.escape(NOTHING_FOUND)}</p></div>')

@@ -78,6 +78,19 @@ def test_a1111_parameters_are_listed(page, server: str, tmp_path: Path) -> None:
     assert params["Prompt"] == PROMPT and params["Steps"] == "20" and params["Size-1"] == "64"
 
 
+@pytest.mark.parametrize("fmt", ["jpg", "webp"])
+def test_exif_user_comment_of_jpeg_and_webp(page, server: str, tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / f"a1111.{fmt}"
+    write_image_with_infotext(image(), path, INFOTEXT, fmt)
+    upload(page, server, path)
+    assert "Seed: 1234" in result(page, "Steps: 20")
+    assert page.locator("#pnginfo_generation_info textarea").input_value() == INFOTEXT
+    # Removing the image empties the result.
+    page.locator("#pnginfo_image").get_by_role("button", name="Remove Image").click()
+    page.locator("#pnginfo_html").filter(has_text="Steps").wait_for(state="detached", timeout=30000)
+    assert page.locator("#pnginfo_generation_info textarea").input_value() == ""
+
+
 def test_comfyui_json_is_shown_raw_and_escaped(page, server: str, tmp_path: Path) -> None:
     path = tmp_path / "comfy.png"
     info = PngImagePlugin.PngInfo()
