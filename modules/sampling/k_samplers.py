@@ -9,7 +9,6 @@ matching k-diffusion 0.1.1 step for step, including when noise is drawn.
 from __future__ import annotations
 
 import torch
-from scipy import integrate
 
 from modules.sampling.common import ancestral_split, batch_ones, call_back, derivative
 from modules.sampling.noise import BrownianTreeNoiseSampler, default_noise_sampler
@@ -167,6 +166,8 @@ def sample_dpm_2_ancestral(
 
 def lms_coefficient(order: int, t, i: int, j: int) -> float:
     """Integral over [t_i, t_{i+1}] of the Lagrange basis polynomial for node t_{i-j} among t_i..t_{i-order+1}."""
+    from scipy import integrate  # imported late: only LMS needs it
+
     if order - 1 > i:
         raise ValueError(f"order {order} too high for step {i}")
 
