@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import gradio as gr
 
@@ -52,7 +54,7 @@ def _describe_open_error(e: Exception) -> str:
     return f"The image file is damaged and cannot be read ({type(e).__name__}: {e})."
 
 
-def read_image_metadata(source: str | os.PathLike[str] | Image.Image) -> ImageMetadata:
+def read_image_metadata(source: str | os.PathLike[str] | BinaryIO | Image.Image) -> ImageMetadata:
     """Metadata of an image file or an opened image; raises PngInfoError if it is not a readable image.
 
     Pixels are decoded as well, because Pillow only reads the text chunks that follow the image data
@@ -130,38 +132,37 @@ def error_html(message: str) -> str:
     return f'<div class="pnginfo-error sd-status-error">{html.escape(message)}</div>'
 
 
-def run_pnginfo(path: str | None) -> tuple[str, str]:
-    """(HTML, raw infotext) for the tab; never raises, a bad upload gives a message."""
-    if not path:
-        return "", ""
+def _upload_source(value: Any) -> str | io.BytesIO | None:
+    """The file behind an Image component's raw (not preprocessed) value."""
+    if isinstance(value, dict):
+        if value.get("path"):
+            return str(value["path"])
+        url = value.get("url") or ""
+        if url.startswith("data:") and "," in url:
+            return io.BytesIO(base64.b64decode(url.split(",", 1)[1]))
+        return None
+    return str(value) if value else None
+
+
+def run_pnginfo(value: Any) -> tuple[str, str]:
+    """(HTML, raw infotext) for the tab; never raises, a bad upload gives a message.
+
+    `value` is the upload as gradio hands it over without preprocessing (a dict with the cached
+    file's `path`), or a path: gr.Image's own preprocessing would open the file with Pillow and fail
+    with a generic error for a non-image before this function could explain the problem.
+    """
     try:
-        meta = read_image_metadata(path)
+        source = _upload_source(value)
+        if source is None:
+            return "", ""
+        meta = read_image_metadata(source)
     except PngInfoError as e:
         return error_html(str(e)), ""
     except Exception as e:  # a bug must not leave the user with a silent tab
-        log.exception("PNG Info failed on %s", path)
+        log.exception("PNG Info failed on %r", value)
         return error_html(f"Could not read the image metadata: {type(e).__name__}: {e}"), ""
     geninfo = meta.geninfo if isinstance(meta.geninfo, str) else ""
     return render_metadata_html(meta), geninfo
-
-
-class MetadataImage(gr.Image):
-    """gr.Image that hands over the uploaded file's path even when Pillow cannot open it.
-
-    Plain gr.Image opens the upload during preprocessing, so a non-image would fail before our
-    function runs, with gradio's generic error; here run_pnginfo reports it. `is_template` makes
-    gradio use the ordinary Image front end.
-    """
-
-    is_template = True
-
-    def preprocess(self, payload: Any) -> Any:
-        try:
-            return super().preprocess(payload)
-        except Exception as e:
-            log.info("PNG Info upload is not an image Pillow can open: %s", e)
-            path = getattr(payload, "path", None)
-            return str(path) if path else None
 
 
 @dataclass
@@ -177,10 +178,10 @@ def create_png_info_tab(runtime: Runtime, extra_controls: Callable[[PngInfoTab],
     """Build the "PNG Info" tab; `extra_controls` is called inside the result column (e.g. to add send buttons)."""
     with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"), gr.Row(equal_height=False):
         with gr.Column(variant="panel"):
-            image = MetadataImage(
+            image = gr.Image(
                 label="Source",
                 elem_id="pnginfo_image",
-                type="filepath",  # the untouched file: a decoded image would lose its metadata
+                type="filepath",  # the untouched upload: a decoded image would lose its metadata
                 image_mode=None,
                 sources=["upload", "clipboard"],
                 height=480,
@@ -197,6 +198,7 @@ def create_png_info_tab(runtime: Runtime, extra_controls: Callable[[PngInfoTab],
         inputs=[image],
         outputs=[info_html, generation_info],
         api_visibility="private",
+        preprocess=False,  # see run_pnginfo
         concurrency_limit=None,
         show_progress="minimal",
     )
