@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from modules.errors import WebUIError
 
@@ -459,3 +459,42 @@ class StyleDatabase:
         except OSError as e:
             raise StyleError(f"Could not save styles to {path}: {e.strerror or e}") from e
         self._snapshot[path] = _stat_key(path)
+
+
+# --- pasting infotext (A1111's `infotext_styles` setting) ----------------------------------------
+
+INFOTEXT_STYLES_MODES = ("Apply if any", "Apply", "Discard", "Ignore")
+# Infotexts older than this wrote hires prompts without styles (A1111 checks the same version).
+_HIRES_STYLES_VERSION = (1, 8, 0, 1, 139)
+
+
+def extract_infotext_styles(res: dict[str, Any], db: StyleDatabase, mode: str = "Apply if any") -> dict[str, Any]:
+    """Remove known styles from the prompts of a parsed infotext, as A1111 does when pasting; updates `res`.
+
+    `mode` is the `infotext_styles` setting: "Ignore" leaves the prompts alone; otherwise the styles
+    found are removed from "Prompt"/"Negative prompt" and, for "Apply" (always) or "Apply if any"
+    (when some were found), listed under "Styles array". Hires prompts must carry the same styles,
+    or nothing is removed; an empty hires prompt means "same as the prompt".
+    """
+    from modules.infotext import parse_version
+
+    if mode not in INFOTEXT_STYLES_MODES:
+        raise StyleError(f"infotext_styles must be one of {', '.join(INFOTEXT_STYLES_MODES)}, not {mode!r}")
+    if mode == "Ignore":
+        return res
+    prompt, negative = str(res.get("Prompt", "")), str(res.get("Negative prompt", ""))
+    found, prompt_left, negative_left = db.extract_styles_from_prompt(prompt, negative)
+    version = parse_version(res.get("Version"))
+    has_hires = bool(res.get("Hires prompt") or res.get("Hires negative prompt"))
+    if has_hires and (version is None or version > _HIRES_STYLES_VERSION):
+        hr_prompt = str(res.get("Hires prompt") or prompt)
+        hr_negative = str(res.get("Hires negative prompt") or negative)
+        hr_found, hr_prompt_left, hr_negative_left = db.extract_styles_from_prompt(hr_prompt, hr_negative)
+        if hr_found != found:
+            return res
+        res["Hires prompt"] = "" if hr_prompt_left == prompt_left else hr_prompt_left
+        res["Hires negative prompt"] = "" if hr_negative_left == negative_left else hr_negative_left
+    res["Prompt"], res["Negative prompt"] = prompt_left, negative_left
+    if mode == "Apply" or (mode == "Apply if any" and found):
+        res["Styles array"] = found
+    return res

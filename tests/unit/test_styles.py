@@ -303,3 +303,33 @@ def test_extract_styles_reverses_apply(tmp_path: Path) -> None:
     # A style whose texts are both empty never matches.
     db.save_style(PromptStyle("nothing", "", ""))
     assert db.extract_styles_from_prompt("cat", "")[0] == []
+
+
+def test_extract_infotext_styles_modes(tmp_path: Path) -> None:
+    from modules.infotext import create_infotext, parse_generation_parameters
+    from modules.styles import extract_infotext_styles
+
+    db = StyleDatabase([write(tmp_path / "styles.csv", A1111_FILE)])
+    prompt = db.apply_styles_to_prompt("a red fox", ["cinematic", "sharp"])
+    negative = db.apply_negative_styles_to_prompt("ugly", ["cinematic", "sharp"])
+    text = create_infotext(prompt, negative, {"Steps": 20, "Sampler": "Euler", "CFG scale": 7, "Version": "v1.10.1"})
+
+    res = extract_infotext_styles(parse_generation_parameters(text), db, "Apply if any")
+    assert (res["Prompt"], res["Negative prompt"], res["Styles array"]) == ("a red fox", "ugly", ["cinematic", "sharp"])
+    res = extract_infotext_styles(parse_generation_parameters(text), db, "Discard")
+    assert res["Prompt"] == "a red fox" and "Styles array" not in res
+    res = extract_infotext_styles(parse_generation_parameters(text), db, "Ignore")
+    assert res["Prompt"] == prompt and "Styles array" not in res
+    plain = create_infotext("no styles", "", {"Steps": 20, "Sampler": "Euler", "CFG scale": 7})
+    assert "Styles array" not in extract_infotext_styles(parse_generation_parameters(plain), db, "Apply if any")
+    assert extract_infotext_styles(parse_generation_parameters(plain), db, "Apply")["Styles array"] == []
+    with pytest.raises(StyleError, match="infotext_styles"):
+        extract_infotext_styles({}, db, "Sometimes")
+
+    # Hires prompts: same styles -> removed there too; different styles -> nothing removed anywhere.
+    hr_same = db.apply_styles_to_prompt("a red fox, detailed", ["cinematic", "sharp"])
+    res = extract_infotext_styles({"Prompt": prompt, "Negative prompt": negative, "Hires prompt": hr_same}, db)
+    assert res["Hires prompt"] == "a red fox, detailed" and res["Prompt"] == "a red fox"
+    assert res["Hires negative prompt"] == ""
+    res = extract_infotext_styles({"Prompt": prompt, "Negative prompt": negative, "Hires prompt": "other"}, db)
+    assert res["Prompt"] == prompt and "Styles array" not in res
