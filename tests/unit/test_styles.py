@@ -333,3 +333,20 @@ def test_extract_infotext_styles_modes(tmp_path: Path) -> None:
     assert res["Hires negative prompt"] == ""
     res = extract_infotext_styles({"Prompt": prompt, "Negative prompt": negative, "Hires prompt": "other"}, db)
     assert res["Prompt"] == prompt and "Styles array" not in res
+
+
+def test_old_and_extra_columns_survive_a_save(tmp_path: Path) -> None:
+    old = write(tmp_path / "old.csv", "name,text\nold,red hair\n")
+    extra = write(tmp_path / "extra.csv", "name,prompt,negative_prompt,description\nx,p,n,my notes\n")
+    db = StyleDatabase([old, extra])
+    db.save_styles()
+    assert rows(old) == [["name", "prompt", "negative_prompt"], ["old", "red hair", ""]]
+    db.save_style(PromptStyle("x", "p2", "n"))
+    db.save_style(PromptStyle("y", "q", "", str(extra)))
+    assert rows(extra) == [
+        ["name", "prompt", "negative_prompt", "description"],
+        ["x", "p2", "n", "my notes"],
+        ["y", "q", "", ""],
+    ]
+    with pytest.raises(StyleError, match="not one of the styles files"):
+        db.save_style(PromptStyle("z", "q", "", str(tmp_path / "elsewhere.csv")))
