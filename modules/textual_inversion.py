@@ -8,6 +8,7 @@ import pickle
 import re
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,7 +143,9 @@ def read_embedding_file(path: Path | str) -> Any:
     if suffix not in (".pt", ".bin"):
         raise ModelLoadError(path, f"unsupported embedding file type {suffix!r}")
     try:
-        with torch.serialization.safe_globals(_allowed_pickle_globals()):
+        with warnings.catch_warnings(), torch.serialization.safe_globals(_allowed_pickle_globals()):
+            # Plain pickles (not torch.save zips) make torch warn about the protocol; the refusal below says enough.
+            warnings.simplefilter("ignore", UserWarning)
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
@@ -182,6 +185,8 @@ class EmbeddingIndex:
         return sum(w for _, w in self.widths)
 
     def _fit_problem(self, emb: Embedding) -> str | None:
+        if emb.vectors > 75:
+            return f"it has {emb.vectors} vectors; at most 75 fit in one 77-token chunk"
         if emb.shape != self.expected_shape:
             return (
                 f"vectors of width {width_description(emb.shape)}, but the loaded model needs "
