@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from modules import prompt_parser
 from modules.conditioning import (
     Chunker,
     ConditioningError,
@@ -154,6 +155,26 @@ def test_original_restores_the_mean(sd1: dict) -> None:
     torch.testing.assert_close(weighted, expected)
     torch.testing.assert_close(weighted.mean(), plain.mean())
     assert not torch.allclose(weighted[0, 1], plain[0, 1])  # unweighted rows move too (the rescale)
+
+
+def test_original_mean_is_over_the_whole_call(sd1: dict) -> None:
+    # A1111 restores the mean of the whole [batch, 77, D] chunk, so texts encoded together influence each other.
+    plain = make(sd1).get_learned_conditioning(["a cat", "a dog"])
+    weighted = make(sd1).get_learned_conditioning(["a (cat:1.5)", "a dog"])
+    torch.testing.assert_close(weighted.mean(), plain.mean())
+    assert not torch.allclose(weighted[1], plain[1])
+    torch.testing.assert_close(weighted[1], plain[1] * (weighted[1, 0, 0] / plain[1, 0, 0]))
+
+
+def test_works_through_the_prompt_parser(sd1: dict, sdxl: dict) -> None:
+    cond = make(sd1)
+    scheduled = prompt_parser.get_learned_conditioning(cond, ["a [cat:dog:5]"], 10)
+    assert [entry.end_at_step for entry in scheduled[0]] == [5, 10]
+    torch.testing.assert_close(scheduled[0][0].cond, cond.get_learned_conditioning(["a cat"])[0])
+    torch.testing.assert_close(scheduled[0][1].cond, cond.get_learned_conditioning(["a dog"])[0])
+    xl = prompt_parser.get_multicond_learned_conditioning(make(sdxl, "sdxl-base"), ["a cat AND a dog"], 10)
+    first = xl.batch[0][0].schedules[0].cond
+    assert first["crossattn"].shape == (77, 96) and first["vector"].shape == (64,)
 
 
 def test_ignore_and_none_modes(sd1: dict) -> None:
