@@ -60,17 +60,22 @@ def cached_conds(p: Any, prompts: list[str], negatives: list[str], steps: int) -
 
     # Settings are read now, inside the job, so per-job overrides (override_settings) apply.
     options = ConditioningOptions.from_settings(p.opt)
-    if getattr(p.conditioner, "options", None) != options and hasattr(p.conditioner, "options"):
-        p.conditioner.options = options
+    if hasattr(p.conditioner, "set_options") and p.conditioner.options != options:
+        p.conditioner.set_options(options)
     key_extra = (steps, p.opt("CLIP_stop_at_last_layers", 1), p.opt("emphasis", "Original"),
                  p.opt("comma_padding_backtrack", 20), id(p.sd_model))
     ukey = (tuple(negatives), *key_extra)
     ckey = (tuple(prompts), *key_extra)
     if p.cached_uc.get("key") != ukey:
-        p.cached_uc = {"key": ukey, "value": prompt_parser.get_learned_conditioning(p.conditioner, negatives, steps)}
+        # Marked as negative: SDXL encodes an empty negative prompt as zeros, as A1111 does.
+        negative_texts = prompt_parser.SdConditioning(negatives, is_negative_prompt=True)
+        p.cached_uc = {"key": ukey, "value": prompt_parser.get_learned_conditioning(
+            p.conditioner, negative_texts, steps)}
     if p.cached_c.get("key") != ckey:
         p.cached_c = {"key": ckey, "value": prompt_parser.get_multicond_learned_conditioning(
             p.conditioner, prompts, steps)}
+    if hasattr(p.conditioner, "pop_extra_generation_params"):
+        p.extra_generation_params.update(p.conditioner.pop_extra_generation_params())  # TI hashes, Emphasis
     return p.cached_c["value"], p.cached_uc["value"]
 
 

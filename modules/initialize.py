@@ -67,6 +67,14 @@ def create_runtime(argv: Sequence[str] = (), cmd_opts: Any = None, environ: dict
                           config_override=Path(cmd_opts.config).expanduser() if cmd_opts.config else None)
     runtime = Runtime(cmd_opts=cmd_opts, paths=paths, opts=opts, policy=policy, hash_cache=hash_cache,
                       registry=registry, models=models, warnings=list(opts.load_warnings))
+    from modules.styles import StyleDatabase
+    from modules.textual_inversion import EmbeddingDatabase
+
+    runtime.embeddings = EmbeddingDatabase([paths.embeddings_dir], hash_cache)
+
+    runtime.styles = StyleDatabase(list(paths.styles_files))
+    for problem in getattr(runtime.styles, "errors", []):
+        runtime.warnings.append(f"styles: {problem}")
     runtime.refresh_checkpoints()
     log.info("Device %s, dtype %s (VAE %s); data in %s", policy.device, policy.dtype, policy.vae_dtype,
              paths.data_dir)

@@ -44,6 +44,7 @@ class Runtime:
     scripts_txt2img: ScriptRunner = field(default_factory=ScriptRunner)
     scripts_img2img: ScriptRunner = field(default_factory=ScriptRunner)
     styles: Any = None
+    embeddings: Any = None
     _switch_lock: threading.Lock = field(default_factory=threading.Lock)
     _conditioners: dict[int, Any] = field(default_factory=dict)
 
@@ -132,7 +133,7 @@ class Runtime:
             self._conditioners = {k: v for k, v in self._conditioners.items()
                                   if any(id(m) == k for m in self.models.loaded_models())}
             self._conditioners[key] = TextConditioner.from_loaded(
-                model, ConditioningOptions.from_settings(self.opts.get), getattr(self, "embeddings", None))
+                model, ConditioningOptions.from_settings(self.opts.get), self.embeddings)
         return self._conditioners[key]
 
     # --- settings ------------------------------------------------------------------------------

@@ -9,10 +9,10 @@ import gradio as gr
 
 from modules.paths import SCRIPT_PATH
 from modules.runtime import Runtime
-from modules.ui_png_info import create_png_info_tab
+from modules.ui_png_info import PngInfoTab, create_png_info_tab
 from modules.ui_quicksettings import create_quicksettings
 from modules.ui_settings import create_settings_tab
-from modules.ui_txt2img import create_txt2img_tab
+from modules.ui_txt2img import create_txt2img_tab, paste_values
 
 CSS = """
 #quicksettings { gap: 0.4em; align-items: flex-end; }
@@ -45,9 +45,17 @@ def create_ui(runtime: Runtime) -> gr.Blocks:
         for warning in runtime.warnings:
             gr.HTML(f'<div class="sd-status sd-status-warning">{html.escape(warning)}</div>',
                     elem_classes=["startup-warning"])
-        with gr.Tabs(elem_id="tabs"):
-            create_txt2img_tab(runtime)
-            create_png_info_tab(runtime)
+        with gr.Tabs(elem_id="tabs") as tabs:
+            t2i = create_txt2img_tab(runtime)
+
+            def send_buttons(tab: PngInfoTab) -> None:
+                # A1111's "Send to txt2img": fill every field from the image's infotext and switch tabs.
+                button = gr.Button("Send to txt2img", elem_id="txt2img_tab")
+                button.click(paste_values, inputs=[tab.generation_info], outputs=t2i["paste_outputs"],
+                             api_visibility="private").then(lambda: gr.Tabs(selected="txt2img"), outputs=[tabs],
+                                                            api_visibility="private")
+
+            create_png_info_tab(runtime, send_buttons)
             create_settings_tab(runtime)
         demo.load(quick["on_load"], outputs=[quick["checkpoint"], quick["status"]], api_visibility="private")
     return demo

@@ -59,3 +59,29 @@ def test_generate_shows_image_and_infotext(page, tmp_path: Path) -> None:
         assert "multiple of 8" in page.locator("#html_log_txt2img").inner_text()
         assert len(list((tmp_path / "outputs" / "txt2img-images").rglob("*.png"))) == 1
         assert not page.js_errors
+
+
+def test_png_info_send_to_txt2img_fills_fields(page, tmp_path: Path) -> None:
+    from modules.image_metadata import write_image_with_infotext
+
+    img = tmp_path / "in.png"
+    text = ("a castle on a hill\nNegative prompt: fog\nSteps: 17, Sampler: Euler a, Schedule type: Automatic, "
+            "CFG scale: 5.5, Seed: 777, Size: 320x192, Model: x")
+    write_image_with_infotext(Image.new("RGB", (8, 8)), str(img), text, "png")
+    with LiveServer(tmp_path, "--no-half") as url:
+        page.goto(url)
+        page.get_by_role("tab", name="PNG Info").click()
+        page.locator("#pnginfo_image input[type=file]").set_input_files(str(img))
+        page.locator("#pnginfo_html").filter(has_text="Steps: 17").wait_for(timeout=30000)
+        page.locator("#txt2img_tab").click()
+        page.locator("#tab_txt2img").wait_for(state="visible", timeout=30000)
+        prompt = page.locator("#txt2img_prompt textarea")
+        page.wait_for_function("() => document.querySelector('#txt2img_prompt textarea').value.includes('castle')",
+                               timeout=30000)
+        assert prompt.input_value() == "a castle on a hill"
+        assert page.locator("#txt2img_neg_prompt textarea").input_value() == "fog"
+        assert page.locator("#txt2img_steps input[type=number]").input_value() == "17"
+        assert page.locator("#txt2img_seed input").input_value() == "777"
+        assert page.locator("#txt2img_width input[type=number]").input_value() == "320"
+        assert page.locator("#txt2img_height input[type=number]").input_value() == "192"
+        assert page.locator("#txt2img_sampling input").input_value() == "Euler a"

@@ -245,3 +245,29 @@ def test_interrupt_stops_one_job_not_the_next(runtime) -> None:
     assert len(r.images) == 1  # stopped during the first of three images
     after = run(runtime, prompt="x", seed=1, n_iter=2)
     assert len(after.images) == 3
+
+
+def test_embedding_from_embeddings_folder_used_and_hashed(runtime, data_dir: Path) -> None:
+    import hashlib
+
+    width = runtime.models.current.pipe.text_encoder.config.hidden_size
+    emb = data_dir / "embeddings" / "sub" / "myemb.pt"
+    emb.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"string_to_param": {"*": torch.randn(2, width, generator=torch.Generator().manual_seed(0))},
+                "name": "myemb", "step": 100}, emb)
+    with_emb = run(runtime, prompt="a photo of myemb", seed=1)
+    without = run(runtime, prompt="a photo of", seed=1)
+    short = hashlib.sha256(emb.read_bytes()).hexdigest()[:12]
+    assert f'TI hashes: "myemb: {short}"' in with_emb.infotexts[0]
+    assert not np.array_equal(pixels(with_emb.images[0]), pixels(without.images[0]))
+
+
+def test_empty_sdxl_negative_and_clip_skip_override(make_runtime, data_dir: Path) -> None:
+    write_tiny_checkpoint("sd1", data_dir / "models" / "Stable-diffusion", "t1")
+    rt = make_runtime("--no-half")
+    rt.switch_checkpoint("t1.safetensors")
+    base = run(rt, prompt="a cat", seed=2)
+    skip2 = run(rt, prompt="a cat", seed=2, override_settings={"CLIP_stop_at_last_layers": 2})
+    assert "Clip skip: 2" in skip2.infotexts[0] and "Clip skip" not in base.infotexts[0]
+    assert not np.array_equal(pixels(base.images[0]), pixels(skip2.images[0]))
+    assert rt.opts.CLIP_stop_at_last_layers == 1  # the override was for that job only
