@@ -75,3 +75,18 @@ def test_refresh_pick_switch_and_bad_file(page, tmp_path: Path) -> None:
         assert dropdown.input_value().startswith("xl/second.safetensors")
         assert "Traceback" not in page.content()
         assert not page.js_errors
+
+
+def test_corrupt_settings_file_warned_on_page(page, tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"samples_format": "jpg",')
+    with LiveServer(tmp_path, "--no-half") as url:
+        page.goto(url)
+        warning = page.locator(".startup-warning")
+        warning.first.wait_for(timeout=30000)
+        assert "could not be read" in warning.first.inner_text()
+        assert list(tmp_path.glob("config.json.corrupt-*.bak"))
+        # Settings still work: change one in the Settings tab and it is saved atomically.
+        page.get_by_role("tab", name="Settings").click()
+        page.locator("#settings_submit").wait_for()
+        page.locator("#settings_submit").click()
+        page.locator("#settings_result").filter(has_text="settings changed").wait_for(timeout=30000)
