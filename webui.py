@@ -40,8 +40,9 @@ def create_app(runtime: Runtime) -> Any:
     """The one FastAPI app: the runtime on app.state, the UI at / unless --nowebui."""
     from fastapi import FastAPI
 
-    app = FastAPI(title="Stable Diffusion web UI", docs_url="/docs" if runtime.cmd_opts.api else None,
-                  redoc_url=None)
+    api = bool(runtime.cmd_opts.api or runtime.cmd_opts.nowebui)
+    app = FastAPI(title="Stable Diffusion web UI", docs_url="/docs" if api else None, redoc_url=None,
+                  openapi_url="/openapi.json" if api else None)
     app.state.runtime = runtime
     opts = runtime.cmd_opts
     if opts.cors_allow_origins or opts.cors_allow_origins_regex:
@@ -50,6 +51,10 @@ def create_app(runtime: Runtime) -> Any:
         app.add_middleware(CORSMiddleware, allow_origins=(opts.cors_allow_origins or "").split(",") if
                            opts.cors_allow_origins else [], allow_origin_regex=opts.cors_allow_origins_regex,
                            allow_methods=["*"], allow_credentials=True, allow_headers=["*"])
+    if api:
+        from modules.api import mount
+
+        mount(app, runtime)  # before Gradio is mounted at /, so /sdapi/v1 is matched first
     if opts.nowebui:
         return app
 
