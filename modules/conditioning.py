@@ -33,6 +33,7 @@ class ConditioningOptions:
     add_ti_hashes: bool = True  # textual_inversion_add_hashes_to_infotext
     zero_empty_negative_sdxl: bool = True  # A1111 always zeroes an all-empty SDXL negative prompt
     cache_size: int = 16  # results kept per conditioner (0 disables; A1111: persistent_cond_cache)
+    curly_emphasis: bool = False  # nai_curly_emphasis: NovelAI-style {x} = x1.05 (not in A1111; off by default)
 
     def __post_init__(self) -> None:
         if self.emphasis not in EMPHASIS_MODES:
@@ -56,6 +57,7 @@ class ConditioningOptions:
             sdxl_clip_l_skip=bool(get("sdxl_clip_l_skip", False)),
             add_ti_hashes=bool(get("textual_inversion_add_hashes_to_infotext", True)),
             cache_size=16 if get("persistent_cond_cache", True) else 0,
+            curly_emphasis=bool(get("nai_curly_emphasis", False)),
         )
 
 
@@ -77,8 +79,10 @@ class Chunker:
         emphasis: str = "Original",
         comma_padding_backtrack: int = 20,
         embeddings: EmbeddingIndex | None = None,
+        curly: bool = False,
     ) -> None:
         self.tokenizer = tokenizer
+        self.curly = curly
         self.emphasis = emphasis
         self.backtrack = comma_padding_backtrack
         self.embeddings = embeddings
@@ -98,7 +102,10 @@ class Chunker:
     def tokenize_line(self, line: str) -> tuple[list[PromptChunk], int]:
         """The chunks of `line` and its token count as the UI shows it (75 per closed chunk + the last one's)."""
         # Emphasis "None" parses nothing: brackets, weights and BREAK are plain text.
-        parsed = prompt_parser.parse_prompt_attention(line) if self.emphasis != "None" else [[line, 1.0]]
+        if self.emphasis == "None":
+            parsed = [[line, 1.0]]
+        else:
+            parsed = prompt_parser.parse_prompt_attention(line, curly=self.curly)
         tokenized = self.tokenize([text for text, _ in parsed])
         chunks: list[PromptChunk] = []
         chunk = PromptChunk()
@@ -296,7 +303,8 @@ class TextConditioner:
     def _refresh_chunkers(self) -> None:
         for enc in self.encoders:
             enc.chunker = Chunker(
-                enc.tokenizer, self.options.emphasis, self.options.comma_padding_backtrack, self._index
+                enc.tokenizer, self.options.emphasis, self.options.comma_padding_backtrack, self._index,
+                curly=self.options.curly_emphasis,
             )
 
     def refresh_embeddings(self, force: bool = False) -> EmbeddingIndex | None:

@@ -305,3 +305,21 @@ def test_token_counts(sd1: dict) -> None:
     assert count_tokens(cond, "(a cat:1.2)", 20) == (2, 75)
     assert count_tokens(make(sd1, emphasis="None"), "(a cat:1.2)", 20) == (8, 75)
     assert target_token_count(151) == 225
+
+
+def test_novelai_curly_emphasis_is_optional() -> None:
+    """{x} is literal text by default (as A1111); with the setting it weighs x by 1.05 like (x:1.05)."""
+    from modules.conditioning import ConditioningOptions, TextConditioner
+    from tests.fixtures.tiny_models import build_tiny_components
+
+    comps = build_tiny_components("sd1")
+
+    class Pipe:
+        tokenizer = comps["tokenizer"]
+        text_encoder = comps["text_encoder"]
+
+    plain = TextConditioner(Pipe, "sd1", ConditioningOptions(emphasis="No norm"))
+    curly = TextConditioner(Pipe, "sd1", ConditioningOptions(emphasis="No norm", curly_emphasis=True))
+    weighted = plain.get_learned_conditioning(["a (cat:1.05)"])
+    assert torch.equal(curly.get_learned_conditioning(["a {cat}"]), weighted)
+    assert not torch.equal(plain.get_learned_conditioning(["a {cat}"]), weighted)
