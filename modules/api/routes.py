@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modules.api import images, models, service
 from modules.api.auth import origin_allowed
@@ -63,7 +64,7 @@ def map_exception(e: BaseException) -> JSONResponse:
         return error_response(422, "RequestValidationError", details, text)
     if isinstance(e, BodyTooLargeError):
         return error_response(413, "RequestEntityTooLarge", str(e), str(e))
-    if isinstance(e, HTTPException):
+    if isinstance(e, StarletteHTTPException):
         return error_response(e.status_code, type(e).__name__, e.detail, str(e.detail))
     if isinstance(e, (ValidationError, SettingsError)):
         return error_response(422, type(e).__name__, str(e), str(e))

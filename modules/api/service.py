@@ -495,9 +495,15 @@ def embeddings(runtime: Any) -> dict[str, Any]:
             "vectors": int(e.vectors),
         }
 
+    index = getattr(db, "last_index", None)
+    checked = index is not None and index.version == db.version  # fitted against the loaded model since the scan
+    loaded = index.word_embeddings if checked else dict(getattr(db, "loaded", {}))
+    skipped = {Path(path).stem: str(reason) for path, reason in getattr(db, "failed", {}).items()}
+    if checked:
+        skipped.update((name, str(reason)) for name, reason in index.skipped.items())
     return {
-        "loaded": {name: item(e) for name, e in db.word_embeddings.items()},
-        "skipped": {name: {"reason": str(reason)} for name, reason in db.skipped.items()},
+        "loaded": {name: item(e) for name, e in loaded.items()},
+        "skipped": {name: {"reason": reason} for name, reason in skipped.items()},
     }
 
 
