@@ -9,6 +9,7 @@ import gradio as gr
 
 from modules.paths import SCRIPT_PATH
 from modules.runtime import Runtime
+from modules.ui_extensions import create_extensions_tab, create_extension_tabs
 from modules.ui_png_info import PngInfoTab, create_png_info_tab
 from modules.ui_quicksettings import create_quicksettings
 from modules.ui_settings import create_settings_tab
@@ -24,22 +25,42 @@ CSS = """
 .progressDiv .progress-text { padding-left: 0.5em; }
 #txt2img_toprow textarea { min-height: 4.5em; }
 .error { color: #c00; padding: 0.4em 0; }
+.token-counter-box { text-align: right; font-size: 0.85em; min-height: 0 !important; }
+.token-counter.error { color: #fff; background: #c00; padding: 0 0.4em; border-radius: 3px; }
 """
 
 
-def javascript_files() -> list[Path]:
-    """Our page scripts first (they define gradioApp/onUiLoaded), then extensions' (issue: extensions)."""
-    return sorted((SCRIPT_PATH / "javascript").glob("*.js"))
+def javascript_files(runtime: Runtime | None = None) -> list[Path]:
+    """Our page scripts first (they define gradioApp/onUiLoaded), then enabled extensions' javascript/*.js."""
+    files = sorted((SCRIPT_PATH / "javascript").glob("*.js"))
+    for ext in getattr(runtime, "extensions", None) or []:
+        if ext.enabled:
+            files += ext.javascript_files()
+    return files
 
 
-def head_html() -> str:
+def head_html(runtime: Runtime | None = None) -> str:
+    """Scripts inlined into <head>, then extensions' style.css and the user's user.css (A1111's order)."""
     parts = []
-    for path in javascript_files():
-        parts.append(f"<script>\n{path.read_text(encoding='utf-8')}\n</script>")
+    for path in javascript_files(runtime):
+        kind = ' type="module"' if path.suffix == ".mjs" else ""
+        parts.append(f"<script{kind} data-source=\"{html.escape(path.name)}\">\n"
+                     f"{path.read_text(encoding='utf-8')}\n</script>")
+    css_files = [e.style_file() for e in getattr(runtime, "extensions", None) or [] if e.enabled]
+    if runtime is not None:
+        css_files.append(runtime.paths.data_dir / "user.css")
+    for css in css_files:
+        if css is not None and css.is_file():
+            parts.append(f"<style data-source=\"{html.escape(str(css.parent.name))}\">\n"
+                         f"{css.read_text(encoding='utf-8')}\n</style>")
     return "\n".join(parts)
 
 
 def create_ui(runtime: Runtime) -> gr.Blocks:
+    from modules import script_callbacks
+
+    script_callbacks.before_ui_callback()
+    extension_tabs = script_callbacks.ui_tabs_callback()  # built outside the page, rendered as tabs below
     with gr.Blocks(title="Stable Diffusion", analytics_enabled=False) as demo:
         quick = create_quicksettings(runtime)
         for warning in runtime.warnings:
@@ -56,6 +77,8 @@ def create_ui(runtime: Runtime) -> gr.Blocks:
                                                             api_visibility="private")
 
             create_png_info_tab(runtime, send_buttons)
+            create_extension_tabs(extension_tabs)
             create_settings_tab(runtime)
+            create_extensions_tab(runtime)
         demo.load(quick["on_load"], outputs=[quick["checkpoint"], quick["status"]], api_visibility="private")
     return demo

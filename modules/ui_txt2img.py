@@ -17,6 +17,7 @@ from modules import infotext as infotext_mod
 from modules import sd_samplers, txt2img
 from modules.params import Txt2ImgParams
 from modules.runtime import Runtime
+from modules.ui_toprow import create_styles_ui, create_token_counters, wire_token_counters
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
                                                      "Esc to interrupt)")
                 c["negative_prompt"] = gr.Textbox(label="Negative prompt", elem_id="txt2img_neg_prompt", lines=3,
                                                   show_label=False, placeholder="Negative prompt")
+                create_token_counters(runtime, "txt2img", c)
             with gr.Column(scale=1, elem_id="txt2img_actions_column"):
                 with gr.Row():
                     c["interrupt"] = gr.Button("Interrupt", elem_id="txt2img_interrupt")
@@ -69,6 +71,7 @@ def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
                 with gr.Row():
                     c["paste"] = gr.Button("↙️", elem_id="paste", elem_classes=["tool"])
                     c["clear"] = gr.Button("🗑️", elem_id="txt2img_clear_prompt", elem_classes=["tool"])
+                create_styles_ui(runtime, "txt2img", c)
         with gr.Row(equal_height=False, elem_id="txt2img_settings_row"):
             with gr.Column(elem_id="txt2img_settings"):
                 with gr.Row(elem_id="txt2img_sampler_row"):
@@ -123,7 +126,7 @@ def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
 
     fields = ["prompt", "negative_prompt", "sampler_name", "scheduler", "steps", "width", "height", "n_iter",
               "batch_size", "cfg_scale", "seed", "subseed_show", "subseed", "subseed_strength", "seed_resize_from_w",
-              "seed_resize_from_h"]
+              "seed_resize_from_h", "styles"]
 
     def generate(*values: Any) -> Iterator[tuple]:
         v = dict(zip(fields, values, strict=True))
@@ -138,7 +141,7 @@ def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
                 batch_size=int(v["batch_size"]), cfg_scale=float(v["cfg_scale"]), seed=int(v["seed"] or -1),
                 subseed=int(v["subseed"] or -1), subseed_strength=float(v["subseed_strength"]),
                 seed_resize_from_w=int(v["seed_resize_from_w"]) or -1,
-                seed_resize_from_h=int(v["seed_resize_from_h"]) or -1)
+                seed_resize_from_h=int(v["seed_resize_from_h"]) or -1, styles=list(v["styles"] or []))
         except (PydanticValidationError, TypeError, ValueError) as e:
             msg = _validation_message(e) if isinstance(e, PydanticValidationError) else str(e)
             yield gr.update(), "", "", "", _error_html(msg), "", ""
@@ -206,6 +209,7 @@ def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
 
     c["paste"].click(paste, inputs=[c["prompt"]], outputs=paste_outputs, api_visibility="private")
     c["paste_outputs"] = paste_outputs
+    wire_token_counters(runtime, c)
     return c
 
 
