@@ -30,13 +30,15 @@ def setup_prompts(p: Any) -> None:
     n = p.n_iter * p.batch_size
     prompts = _as_list(p.prompt, n)
     negatives = _as_list(p.negative_prompt, n)
+    # Comments are stripped from what the user typed before styles are merged in: A1111 strips them after,
+    # so a "# note" on the last line also swallowed a style appended to that line.
+    if p.opt("enable_prompt_comments", True):
+        prompts = [prompt_parser.strip_comments(x).strip() for x in prompts]
+        negatives = [prompt_parser.strip_comments(x).strip() for x in negatives]
     styles_db = getattr(p, "styles_db", None)
     if styles_db is not None and p.styles:
         prompts = [styles_db.apply_styles_to_prompt(x, p.styles) for x in prompts]
         negatives = [styles_db.apply_negative_styles_to_prompt(x, p.styles) for x in negatives]
-    if p.opt("enable_prompt_comments", True):
-        prompts = [prompt_parser.strip_comments(x) for x in prompts]
-        negatives = [prompt_parser.strip_comments(x) for x in negatives]
     p.all_prompts, p.all_negative_prompts = prompts, negatives
     p.main_prompt, p.main_negative_prompt = prompts[0], negatives[0]
 
@@ -46,9 +48,10 @@ def setup_seeds(p: Any) -> None:
     p.all_seeds, p.all_subseeds = rng.image_seeds(p.seed, p.subseed, p.subseed_strength, n)
 
 
-def _time_ids(p: Any, batch: int, aesthetic: float | None, device: Any) -> torch.Tensor:
+def _time_ids(p: Any, batch: int, aesthetic: float | None, device: Any, width: int | None = None,
+              height: int | None = None) -> torch.Tensor:
     """SDXL size/crop conditioning (A1111: original size = target size = image size, crops from settings)."""
-    h, w = p.height, p.width
+    h, w = height or p.height, width or p.width
     crop = (p.opt("sdxl_crop_top", 0), p.opt("sdxl_crop_left", 0))
     tail = [aesthetic] if aesthetic is not None else [h, w]
     return torch.tensor([[h, w, *crop, *tail]] * batch, dtype=torch.float32, device=device)
@@ -56,27 +59,109 @@ def _time_ids(p: Any, batch: int, aesthetic: float | None, device: Any) -> torch
 
 def cached_conds(p: Any, prompts: list[str], negatives: list[str], steps: int) -> tuple[Any, Any]:
     """Conditioning for a batch, reused while the prompts and settings that shape it are unchanged."""
+    return conds_for_model(p, p.sd_model, prompts, negatives, steps, conditioner=p.conditioner)
+
+
+def conds_for_model(p: Any, model: Any, prompts: list[str], negatives: list[str], steps: int, *,
+                    hires_steps: int | None = None, conditioner: Any = None, cache: str = "") -> tuple[Any, Any]:
+    """(c, uc) for `model` (its own text encoders), cached on p per purpose (`cache`: "", "hr", "refiner"...)."""
     from modules.conditioning import ConditioningOptions
 
+    if conditioner is None:
+        conditioner = p.conditioner if model is p.sd_model else p.runtime.conditioner_for(model)
     # Settings are read now, inside the job, so per-job overrides (override_settings) apply.
     options = ConditioningOptions.from_settings(p.opt)
-    if hasattr(p.conditioner, "set_options") and p.conditioner.options != options:
-        p.conditioner.set_options(options)
-    key_extra = (steps, p.opt("CLIP_stop_at_last_layers", 1), p.opt("emphasis", "Original"),
-                 p.opt("comma_padding_backtrack", 20), id(p.sd_model))
+    if getattr(conditioner, "options", None) != options and hasattr(conditioner, "options"):
+        conditioner.options = options
+    key_extra = (steps, hires_steps, p.opt("CLIP_stop_at_last_layers", 1), p.opt("emphasis", "Original"),
+                 p.opt("comma_padding_backtrack", 20), id(model))
     ukey = (tuple(negatives), *key_extra)
     ckey = (tuple(prompts), *key_extra)
-    if p.cached_uc.get("key") != ukey:
-        # Marked as negative: SDXL encodes an empty negative prompt as zeros, as A1111 does.
-        negative_texts = prompt_parser.SdConditioning(negatives, is_negative_prompt=True)
-        p.cached_uc = {"key": ukey, "value": prompt_parser.get_learned_conditioning(
-            p.conditioner, negative_texts, steps)}
-    if p.cached_c.get("key") != ckey:
-        p.cached_c = {"key": ckey, "value": prompt_parser.get_multicond_learned_conditioning(
-            p.conditioner, prompts, steps)}
-    if hasattr(p.conditioner, "pop_extra_generation_params"):
-        p.extra_generation_params.update(p.conditioner.pop_extra_generation_params())  # TI hashes, Emphasis
-    return p.cached_c["value"], p.cached_uc["value"]
+    c_name, uc_name = (f"cached_{cache}_c", f"cached_{cache}_uc") if cache else ("cached_c", "cached_uc")
+    cached_c, cached_uc = getattr(p, c_name, None) or {}, getattr(p, uc_name, None) or {}
+    if cached_uc.get("key") != ukey:
+        cached_uc = {"key": ukey, "value": prompt_parser.get_learned_conditioning(
+            conditioner, negatives, steps, hires_steps)}
+        setattr(p, uc_name, cached_uc)
+    if cached_c.get("key") != ckey:
+        cached_c = {"key": ckey, "value": prompt_parser.get_multicond_learned_conditioning(
+            conditioner, prompts, steps, hires_steps)}
+        setattr(p, c_name, cached_c)
+    return cached_c["value"], cached_uc["value"]
+
+
+def build_denoiser(p: Any, model: Any, c: Any, uc: Any, batch: int, width: int, height: int, total_steps: int,
+                   sampler_name: str, hooks: DenoiserHooks | None = None) -> CFGDenoiser:
+    """The CFG denoiser over `model`'s UNet, with its SDXL size (or refiner aesthetic) conditioning."""
+    unet = model.pipe.unet
+    device = next(unet.parameters()).device
+    time_ids = uncond_time_ids = None
+    if model.is_sdxl:
+        if model.is_sdxl_refiner:
+            time_ids = _time_ids(p, batch, p.opt("sdxl_refiner_high_aesthetic_score", 6.0), device, width, height)
+            uncond_time_ids = _time_ids(p, batch, p.opt("sdxl_refiner_low_aesthetic_score", 2.5), device, width,
+                                        height)
+        else:
+            time_ids = uncond_time_ids = _time_ids(p, batch, None, device, width, height)
+    ac = model.pipe.scheduler.alphas_cumprod.to(torch.float32)
+    inner = sd_samplers.create_denoiser(sampler_name, UNetModel(unet), ac, model.prediction_type)
+    return CFGDenoiser(inner, c, uc, p.cfg_scale, state=p.state, hooks=hooks or p.hooks or DenoiserHooks(),
+                       total_steps=total_steps, time_ids=time_ids, uncond_time_ids=uncond_time_ids)
+
+
+def _step_callback(p: Any, denoiser: Any, steps: int, is_sdxl: bool) -> Any:
+    preview_every = p.opt("show_progress_every_n_steps", 10)
+    hooks = denoiser.hooks
+
+    def callback(d: dict) -> None:
+        step = d["i"] + 1
+        denoiser.step = step
+        p.state.set_step(step, steps)
+        p.state.current_latent = d["denoised"]
+        if p.opt("live_previews_enable", True) and preview_every > 0 and step % preview_every == 0:
+            from modules.sd_vae_approx import cheap_approximation
+
+            p.state.current_image = cheap_approximation(d["denoised"][0].float(), is_sdxl)
+            p.state.current_image_sampling_step = step
+            p.state.id_live_preview += 1
+        for hook in hooks.after_step:
+            hook(d)
+
+    return callback
+
+
+def _sampler_extra(p: Any, cfg: Any) -> dict:
+    return {
+        "eta": p.eta if p.eta is not None else (
+            p.opt("eta_ddim", 0.0) if cfg.kind == "timestep" else p.opt("eta_ancestral", 1.0)),
+        "s_churn": p.s_churn if p.s_churn is not None else p.opt("s_churn", 0.0),
+        "s_tmin": p.s_tmin if p.s_tmin is not None else p.opt("s_tmin", 0.0),
+        "s_tmax": (p.s_tmax if p.s_tmax is not None else p.opt("s_tmax", 0.0)) or math.inf,
+        "s_noise": p.s_noise if p.s_noise is not None else p.opt("s_noise", 1.0),
+    }
+
+
+def _image_rng(p: Any, shape: tuple[int, int, int], seeds: list[int], subseeds: list[int], cfg: Any,
+               device: Any) -> rng.ImageRNG:
+    ensd = p.opt("eta_noise_seed_delta", 0) if cfg.uses_ensd else 0
+    return rng.ImageRNG(shape, seeds, subseeds=subseeds, subseed_strength=p.subseed_strength,
+                        seed_resize_from_h=max(p.seed_resize_from_h, 0),
+                        seed_resize_from_w=max(p.seed_resize_from_w, 0),
+                        source=p.opt("randn_source", "GPU"), device=device, eta_noise_seed_delta=ensd)
+
+
+def _sigma_kwargs(p: Any) -> dict:
+    return {"sigma_min": p.opt("sigma_min", 0.0) or None, "sigma_max": p.opt("sigma_max", 0.0) or None,
+            "rho": p.opt("rho", 0.0) or None,
+            "always_discard_next_to_last_sigma": p.opt("always_discard_next_to_last_sigma", False),
+            "beta_alpha": p.opt("beta_dist_alpha", 0.6), "beta_beta": p.opt("beta_dist_beta", 0.6)}
+
+
+def _first_pass_conds(p: Any, model: Any) -> tuple[Any, Any]:
+    """This batch's first-pass conds for another model (the refiner), from its own text encoders."""
+    stripped = [extract_extra_networks(x)[0] for x in p.prompts]
+    stripped_neg = [extract_extra_networks(x)[0] for x in p.negative_prompts]
+    return conds_for_model(p, model, stripped, stripped_neg, p.steps, cache="refiner")
 
 
 def decode_latents(model: Any, latents: torch.Tensor, auto_upcast: bool = True) -> torch.Tensor:
@@ -102,56 +187,25 @@ def to_pil(x: torch.Tensor) -> Image.Image:
 
 def sample_batch(p: Any, c: Any, uc: Any, seeds: list[int], subseeds: list[int]) -> torch.Tensor:
     """Noise for this batch, then one sampler run with the CFG denoiser; returns the final latents."""
+    from modules import refiner
+
     model = p.sd_model
     unet = model.pipe.unet
     device = next(unet.parameters()).device
     latent_ch = unet.config.out_channels
     shape = (latent_ch, p.height // 8, p.width // 8)
     cfg = sd_samplers.find_sampler_config(p.sampler_name)
-    ensd = p.opt("eta_noise_seed_delta", 0) if cfg.uses_ensd else 0
-    image_rng = rng.ImageRNG(shape, seeds, subseeds=subseeds, subseed_strength=p.subseed_strength,
-                             seed_resize_from_h=max(p.seed_resize_from_h, 0),
-                             seed_resize_from_w=max(p.seed_resize_from_w, 0),
-                             source=p.opt("randn_source", "GPU"), device=device, eta_noise_seed_delta=ensd)
+    image_rng = _image_rng(p, shape, seeds, subseeds, cfg, device)
     noise = image_rng.first().to(device, torch.float32)
     ac = model.pipe.scheduler.alphas_cumprod.to(torch.float32)
-
-    time_ids = uncond_time_ids = None
-    if model.is_sdxl:
-        if model.is_sdxl_refiner:
-            time_ids = _time_ids(p, len(seeds), p.opt("sdxl_refiner_high_aesthetic_score", 6.0), device)
-            uncond_time_ids = _time_ids(p, len(seeds), p.opt("sdxl_refiner_low_aesthetic_score", 2.5), device)
-        else:
-            time_ids = uncond_time_ids = _time_ids(p, len(seeds), None, device)
-    inner = sd_samplers.create_denoiser(p.sampler_name, UNetModel(unet), ac, model.prediction_type)
-    hooks = p.hooks or DenoiserHooks()
     steps = p.steps
-    denoiser = CFGDenoiser(inner, c, uc, p.cfg_scale, state=p.state, hooks=hooks, total_steps=steps,
-                           time_ids=time_ids, uncond_time_ids=uncond_time_ids)
-    preview_every = p.opt("show_progress_every_n_steps", 10)
-
-    def callback(d: dict) -> None:
-        step = d["i"] + 1
-        denoiser.step = step
-        p.state.set_step(step, steps)
-        p.state.current_latent = d["denoised"]
-        if p.opt("live_previews_enable", True) and preview_every > 0 and step % preview_every == 0:
-            from modules.sd_vae_approx import cheap_approximation
-
-            p.state.current_image = cheap_approximation(d["denoised"][0].float(), model.is_sdxl)
-            p.state.current_image_sampling_step = step
-            p.state.id_live_preview += 1
-        for hook in hooks.after_step:
-            hook(d)
-
-    extra = {
-        "eta": p.eta if p.eta is not None else (
-            p.opt("eta_ddim", 0.0) if cfg.kind == "timestep" else p.opt("eta_ancestral", 1.0)),
-        "s_churn": p.s_churn if p.s_churn is not None else p.opt("s_churn", 0.0),
-        "s_tmin": p.s_tmin if p.s_tmin is not None else p.opt("s_tmin", 0.0),
-        "s_tmax": (p.s_tmax if p.s_tmax is not None else p.opt("s_tmax", 0.0)) or math.inf,
-        "s_noise": p.s_noise if p.s_noise is not None else p.opt("s_noise", 1.0),
-    }
+    base = build_denoiser(p, model, c, uc, len(seeds), p.width, p.height, steps, p.sampler_name)
+    inner = base.inner
+    denoiser = refiner.wrap(p, base, lambda m: build_denoiser(
+        p, m, *_first_pass_conds(p, m), len(seeds), p.width, p.height, steps, p.sampler_name, base.hooks),
+        total_steps=steps, is_hr_pass=False)
+    callback = _step_callback(p, denoiser, steps, model.is_sdxl)
+    extra = _sampler_extra(p, cfg)
     record_sampler_params(p, cfg, extra)
     randn_like = lambda x: image_rng.next().to(x.device, x.dtype)  # noqa: E731
     if cfg.kind == "timestep":
@@ -161,11 +215,8 @@ def sample_batch(p: Any, c: Any, uc: Any, seeds: list[int], subseeds: list[int])
         return sd_samplers.sample(p.sampler_name, eps_model, noise, timesteps, callback=callback,
                                   randn_like=randn_like, seeds=seeds, alphas_cumprod=ac, eta=extra["eta"],
                                   unipc_options=_unipc_options(p))
-    sigmas = sd_samplers.build_sigmas(
-        p.sampler_name, p.scheduler, steps, inner, model.is_sdxl, sigma_min=p.opt("sigma_min", 0.0) or None,
-        sigma_max=p.opt("sigma_max", 0.0) or None, rho=p.opt("rho", 0.0) or None,
-        always_discard_next_to_last_sigma=p.opt("always_discard_next_to_last_sigma", False),
-        beta_alpha=p.opt("beta_dist_alpha", 0.6), beta_beta=p.opt("beta_dist_beta", 0.6), device=device)
+    sigmas = sd_samplers.build_sigmas(p.sampler_name, p.scheduler, steps, inner, model.is_sdxl, device=device,
+                                      **_sigma_kwargs(p))
     x = noise * sigmas[0]
     if p.opt("sgm_noise_multiplier", False):
         x = x * torch.sqrt(1.0 + sigmas[0] ** 2.0)
@@ -174,6 +225,92 @@ def sample_batch(p: Any, c: Any, uc: Any, seeds: list[int], subseeds: list[int])
                               s_churn=extra["s_churn"], s_tmin=extra["s_tmin"], s_tmax=extra["s_tmax"],
                               s_noise=extra["s_noise"], randn_like=randn_like, seeds=brownian_seeds,
                               alphas_cumprod=ac, model_sigma_range=(float(inner.sigma_min), float(inner.sigma_max)))
+
+
+def _resolved_schedule_label(sampler_name: str, scheduler: str | None) -> str | None:
+    """The schedule A1111's get_sigmas labels (None when the model's own sigmas are used)."""
+    cfg = sd_samplers.find_sampler_config(sampler_name)
+    sch = sd_samplers.find_scheduler(scheduler)
+    if sch.function is None and cfg.scheduler:
+        sch = sd_samplers.find_scheduler(cfg.scheduler)
+    return None if sch.function is None else sch.label
+
+
+def sample_img2img(p: Any, x: torch.Tensor, c: Any, uc: Any, seeds: list[int], subseeds: list[int], *, steps: int,
+                   sampler_name: str, scheduler: str | None, width: int, height: int, is_hr_pass: bool = False,
+                   conds_for: Any = None, requested_steps: bool = True) -> torch.Tensor:
+    """Denoise the latents `x` from p.denoising_strength of the way, as A1111's sample_img2img.
+
+    Noise comes from fresh per-image generators of the same seeds (a new ImageRNG at this size: its first draw is
+    the start noise, later draws feed ancestral samplers). `conds_for(model)` gives conds for a refiner switch.
+    """
+    from modules import refiner
+
+    model = p.sd_model
+    device = next(model.pipe.unet.parameters()).device
+    x = x.to(device, torch.float32)
+    cfg = sd_samplers.find_sampler_config(sampler_name)
+    image_rng = _image_rng(p, tuple(x.shape[1:]), seeds, subseeds, cfg, device)
+    noise = image_rng.next().to(device, torch.float32)
+    total, t_enc = _img2img_steps(p, steps if requested_steps else None)
+    if total < 1 or t_enc < 0:  # strength 0: A1111's empty schedule leaves the latents as they are
+        return x
+    ac = model.pipe.scheduler.alphas_cumprod.to(torch.float32)
+    run_steps = t_enc + 1
+    base = build_denoiser(p, model, c, uc, len(seeds), width, height, run_steps, sampler_name)
+    inner = base.inner
+    denoiser = refiner.wrap(p, base, lambda m: build_denoiser(
+        p, m, *conds_for(m), len(seeds), width, height, run_steps, sampler_name, base.hooks),
+        total_steps=run_steps, is_hr_pass=is_hr_pass) if conds_for is not None else base
+    p.state.sampling_steps = run_steps
+    callback = _step_callback(p, denoiser, run_steps, model.is_sdxl)
+    extra = _sampler_extra(p, cfg)
+    record_sampler_params(p, cfg, extra)
+    extra_noise = p.opt("img2img_extra_noise", 0.0)
+    randn_like = lambda t: image_rng.next().to(t.device, t.dtype)  # noqa: E731
+    if p.scripts is not None:
+        p.scripts.process_before_every_sampling(p, batch_number=p.iteration, x=x, noise=noise, c=c, uc=uc)
+    if cfg.kind == "timestep":
+        timesteps = sd_samplers.build_timesteps(sampler_name, total, p.opt("always_discard_next_to_last_sigma",
+                                                                            False), device=device)
+        t = int(timesteps[min(t_enc, len(timesteps) - 1)])
+        a = ac[t].to(device)
+        xi = x * a.sqrt() + noise * (1 - a).sqrt()
+        if extra_noise > 0:
+            p.extra_generation_params["Extra noise"] = extra_noise
+            xi = xi + noise * extra_noise * a.sqrt()
+        return sd_samplers.sample(sampler_name, EpsFromDenoiser(denoiser, inner), xi, timesteps[:t_enc],
+                                  callback=callback, randn_like=randn_like, seeds=seeds, alphas_cumprod=ac,
+                                  eta=extra["eta"], is_img2img=True, unipc_options=_unipc_options(p))
+    sigmas = sd_samplers.build_sigmas(sampler_name, scheduler, total, inner, model.is_sdxl, device=device,
+                                      **_sigma_kwargs(p))
+    if is_hr_pass:
+        label, first = _resolved_schedule_label(sampler_name, scheduler), _resolved_schedule_label(
+            p.sampler_name, p.scheduler)
+        if label is not None and label != first:
+            p.extra_generation_params["Hires schedule type"] = label
+    sigma_sched = sigmas[total - t_enc - 1:]
+    xi = x + noise * sigma_sched[0]
+    if extra_noise > 0:
+        p.extra_generation_params["Extra noise"] = extra_noise
+        xi = xi + noise * extra_noise
+    noise_sampler = None
+    brownian_seeds = seeds if p.opt("enable_batch_seeds", True) else [seeds[0]]
+    if cfg.brownian_noise:  # A1111 spans the tree over the whole schedule, not just the part that runs
+        from modules.sampling.noise import BrownianTreeNoiseSampler
+
+        positive = sigmas[sigmas > 0]
+        noise_sampler = BrownianTreeNoiseSampler(x, positive.min(), sigmas.max(), seed=list(brownian_seeds))
+    return sd_samplers.sample(sampler_name, denoiser, xi, sigma_sched, callback=callback, eta=extra["eta"],
+                              s_churn=extra["s_churn"], s_tmin=extra["s_tmin"], s_tmax=extra["s_tmax"],
+                              s_noise=extra["s_noise"], randn_like=randn_like, seeds=brownian_seeds,
+                              noise_sampler=noise_sampler, alphas_cumprod=ac, is_img2img=True)
+
+
+def _img2img_steps(p: Any, requested: int | None) -> tuple[int, int]:
+    from modules.hires import img2img_steps
+
+    return img2img_steps(float(p.denoising_strength), p.steps, requested, bool(p.opt("img2img_fix_steps", False)))
 
 
 class EpsFromDenoiser:
@@ -209,18 +346,38 @@ def record_sampler_params(p: Any, cfg: Any, extra: dict) -> None:
 
 
 def run_generation(p: Any) -> Any:
+    from modules import refiner
+
+    if p.tiling is None:
+        p.tiling = bool(p.opt("tiling", False))
+    with refiner.JobModels(p) as models:
+        p.job_models = models
+        try:
+            return _run_generation(p, models)
+        finally:
+            p.job_models = None
+
+
+def _run_generation(p: Any, models: Any) -> Any:
+    from modules import hires
     from modules.processing import Processed, create_infotext, fix_seed
 
     state = p.state
     scripts = p.scripts
+    from modules import script_callbacks
+
+    p.hooks = script_callbacks.denoiser_hooks(p.hooks)  # A1111's cfg_* callbacks fire from the hook points
     if scripts is not None:
+        scripts.setup_scripts(p)
         scripts.before_process(p)
     fix_seed(p)
     setup_prompts(p)
     setup_seeds(p)
     if scripts is not None:
         scripts.process(p)
-    state.job_count = p.n_iter
+    enable_hr = bool(getattr(p, "enable_hr", False))
+    hires.prepare(p)
+    state.job_count = p.n_iter * (2 if enable_hr else 1)
     state.sampling_steps = p.steps
     output_images: list[Image.Image] = []
     infotexts: list[str] = []
@@ -247,10 +404,15 @@ def run_generation(p: Any) -> Any:
             scripts.process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
             scripts.process_before_every_sampling(p, batch_number=n)
         samples = sample_batch(p, c, uc, p.seeds, p.subseeds)
+        if enable_hr and not state.skipped:
+            samples = hires.hires_pass(p, samples, p.seeds, p.subseeds)
         if state.skipped:
+            models.restore_main()
             state.nextjob()
             continue
+        # Decoded by the model that finished sampling (hires checkpoint, refiner), as A1111 does.
         decoded = decode_latents(p.sd_model, samples, p.opt("auto_vae_precision", True))
+        models.restore_main()
         if scripts is not None:
             scripts.postprocess_batch(p, decoded, batch_number=n)
             batch_list = PostprocessBatchListArgs(list(decoded))

@@ -271,3 +271,14 @@ def test_empty_sdxl_negative_and_clip_skip_override(make_runtime, data_dir: Path
     assert "Clip skip: 2" in skip2.infotexts[0] and "Clip skip" not in base.infotexts[0]
     assert not np.array_equal(pixels(base.images[0]), pixels(skip2.images[0]))
     assert rt.opts.CLIP_stop_at_last_layers == 1  # the override was for that job only
+
+
+def test_styles_applied_and_recorded(make_runtime, data_dir: Path) -> None:
+    write_tiny_checkpoint("sd1", data_dir / "models" / "Stable-diffusion", "t1")
+    (data_dir / "styles.csv").write_text('name,prompt,negative_prompt\nGrain,"{prompt}, film grain",lowres\n',
+                                         encoding="utf-8")
+    rt = make_runtime("--no-half")
+    rt.switch_checkpoint("t1.safetensors")
+    r = run(rt, prompt="a cat # a comment", negative_prompt="", styles=["Grain"], seed=1)
+    assert r.infotexts[0].startswith("a cat, film grain\nNegative prompt: lowres\n")
+    assert r.all_prompts == ["a cat, film grain"]
