@@ -1,0 +1,204 @@
+"""LoRA on the tiny models: every network type in kohya key layout changes weights and restores them exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from modules import lora
+from tests.fixtures.tiny_models import build_tiny_components
+
+ATTN = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"  # Linear 32x32
+CONV = "down_blocks.1.resnets.0.conv1"  # Conv2d 64x32x3x3
+TE = "text_model.encoder.layers.0.self_attn.q_proj"  # Linear 32x32
+NORM = "down_blocks.0.attentions.0.transformer_blocks.0.norm1"
+
+
+def kohya(path: str, te: bool = False, prefix: str | None = None) -> str:
+    return (prefix or ("lora_te_" if te else "lora_unet_")) + path.replace(".", "_")
+
+
+@pytest.fixture(scope="module")
+def components() -> dict:
+    return build_tiny_components("sd1", seed=3)
+
+
+@pytest.fixture
+def model(components):
+    pipe = SimpleNamespace(unet=components["unet"], text_encoder=components["text_encoder"])
+    m = SimpleNamespace(pipe=pipe, extra={}, variant="sd1")
+    yield m
+    # Leave the shared components clean for the next test.
+    if "model_patcher" in m.extra:
+        m.extra["model_patcher"].restore()
+
+
+def snapshot(model) -> dict[str, torch.Tensor]:
+    return {f"{n}.{k}": v.clone() for n in ("unet", "text_encoder")
+            for k, v in getattr(model.pipe, n).state_dict().items()}
+
+
+def weight(model, component: str, path: str) -> torch.Tensor:
+    return getattr(model.pipe, component).get_submodule(path.removeprefix("text_model.")).weight.data
+
+
+def g(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * 0.1
+
+
+def write(folder: Path, name: str, tensors: dict[str, torch.Tensor], meta: dict | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.safetensors"
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=meta)
+    return path
+
+
+NETWORKS = {
+    "lora": lambda: {f"{kohya(ATTN)}.lora_up.weight": g(32, 4), f"{kohya(ATTN)}.lora_down.weight": g(4, 32, seed=1),
+                     f"{kohya(ATTN)}.alpha": torch.tensor(2.0),
+                     f"{kohya(TE, te=True)}.lora_up.weight": g(32, 2, seed=2),
+                     f"{kohya(TE, te=True)}.lora_down.weight": g(2, 32, seed=3)},
+    "locon": lambda: {f"{kohya(CONV)}.lora_up.weight": g(64, 4, 1, 1), f"{kohya(CONV)}.lora_down.weight":
+                      g(4, 32, 3, 3, seed=1), f"{kohya(CONV)}.alpha": torch.tensor(4.0)},
+    "locon_cp": lambda: {f"{kohya(CONV)}.lora_up.weight": g(64, 4, 1, 1), f"{kohya(CONV)}.lora_down.weight":
+                         g(4, 32, 1, 1, seed=1), f"{kohya(CONV)}.lora_mid.weight": g(4, 4, 3, 3, seed=2)},
+    "loha": lambda: {f"{kohya(ATTN)}.hada_w1_a": g(32, 4), f"{kohya(ATTN)}.hada_w1_b": g(4, 32, seed=1),
+                     f"{kohya(ATTN)}.hada_w2_a": g(32, 4, seed=2), f"{kohya(ATTN)}.hada_w2_b": g(4, 32, seed=3),
+                     f"{kohya(ATTN)}.alpha": torch.tensor(4.0)},
+    "lokr": lambda: {f"{kohya(CONV)}.lokr_w1": g(8, 4), f"{kohya(CONV)}.lokr_w2_a": g(8, 2, seed=1),
+                     f"{kohya(CONV)}.lokr_w2_b": g(2, 72, seed=2), f"{kohya(CONV)}.alpha": torch.tensor(1.0)},
+    "ia3": lambda: {f"{kohya(ATTN)}.weight": g(32), f"{kohya(ATTN)}.on_input": torch.tensor(0.0)},
+    "full": lambda: {f"{kohya(CONV)}.diff": g(64, 32, 3, 3), f"{kohya(CONV)}.diff_b": g(64, seed=5)},
+    "norm": lambda: {f"{kohya(NORM)}.w_norm": g(32), f"{kohya(NORM)}.b_norm": g(32, seed=1)},
+    "dora": lambda: {f"{kohya(ATTN)}.lora_up.weight": g(32, 4), f"{kohya(ATTN)}.lora_down.weight":
+                     g(4, 32, seed=1), f"{kohya(ATTN)}.dora_scale": g(1, 32, seed=2).abs() + 1.0},
+    "peft": lambda: {f"unet.{ATTN}.lora_A.weight": g(4, 32, seed=1), f"unet.{ATTN}.lora_B.weight": g(32, 4),
+                     f"text_encoder.{TE}.lora_A.weight": g(2, 32, seed=3),
+                     f"text_encoder.{TE}.lora_B.weight": g(32, 2, seed=2)},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(NETWORKS))
+def test_each_type_changes_weights_and_restores_exactly(model, tmp_path: Path, kind: str) -> None:
+    write(tmp_path, kind, NETWORKS[kind]())
+    db = lora.LoraDatabase([tmp_path])
+    before = snapshot(model)
+    result = lora.activate(model, db, [lora.LoraRequest(kind, 0.7, 0.7)])
+    assert result.errors == {} and result.written
+    during = snapshot(model)
+    changed = [k for k in before if not torch.equal(before[k], during[k])]
+    assert changed, kind
+    lora.activate(model, db, [])
+    after = snapshot(model)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_lora_delta_matches_kohya_formula_and_multipliers(model, tmp_path: Path) -> None:
+    tensors = NETWORKS["lora"]()
+    write(tmp_path, "x", tensors)
+    db = lora.LoraDatabase([tmp_path])
+    w_unet, w_te = weight(model, "unet", ATTN).clone(), weight(model, "text_encoder", TE).clone()
+    lora.activate(model, db, [lora.LoraRequest("x", te=0.5, unet=2.0)])
+    up, down = tensors[f"{kohya(ATTN)}.lora_up.weight"], tensors[f"{kohya(ATTN)}.lora_down.weight"]
+    torch.testing.assert_close(weight(model, "unet", ATTN), w_unet + up @ down * (2.0 / 4) * 2.0)
+    up_t, down_t = tensors[f"{kohya(TE, te=True)}.lora_up.weight"], tensors[f"{kohya(TE, te=True)}.lora_down.weight"]
+    torch.testing.assert_close(weight(model, "text_encoder", TE), w_te + up_t @ down_t * 0.5)
+    # dyn keeps only the first rows/columns of the rank.
+    lora.activate(model, db, [lora.LoraRequest("x", te=0.0, unet=1.0, dyn=2)])
+    torch.testing.assert_close(weight(model, "unet", ATTN), w_unet + up[:, :2] @ down[:2] * (2.0 / 2))
+
+
+def test_peft_and_kohya_spellings_hit_the_same_modules(model, tmp_path: Path) -> None:
+    t = NETWORKS["lora"]()
+    write(tmp_path, "k", {k: v for k, v in t.items() if "alpha" not in k})
+    write(tmp_path, "p", {f"unet.{ATTN}.lora_A.weight": t[f"{kohya(ATTN)}.lora_down.weight"],
+                          f"unet.{ATTN}.lora_B.weight": t[f"{kohya(ATTN)}.lora_up.weight"],
+                          f"text_encoder.{TE}.lora_A.weight": t[f"{kohya(TE, te=True)}.lora_down.weight"],
+                          f"text_encoder.{TE}.lora_B.weight": t[f"{kohya(TE, te=True)}.lora_up.weight"]})
+    db = lora.LoraDatabase([tmp_path])
+    lora.activate(model, db, [lora.LoraRequest("k")])
+    a = snapshot(model)
+    lora.activate(model, db, [lora.LoraRequest("p")])
+    b = snapshot(model)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ldm_style_unet_names_map_to_diffusers_modules(model) -> None:
+    index = lora.module_index(model)
+    # down_blocks.1.resnets.0.conv1 is LDM input_blocks.3.0.in_layers.2 with one layer per block.
+    assert index["lora_unet_input_blocks_3_0_in_layers_2"][0] == f"unet.{CONV}"
+    assert index["lora_unet_input_blocks_1_1_transformer_blocks_0_attn1_to_q"][0] == f"unet.{ATTN}"
+    assert index["lora_te_text_model_encoder_layers_0_self_attn_q_proj"][0] == "text_encoder.encoder.layers.0" \
+                                                                               ".self_attn.q_proj"
+
+
+def test_several_loras_are_summed_and_unchanged_set_is_free(model, tmp_path: Path) -> None:
+    write(tmp_path, "a", NETWORKS["lora"]())
+    write(tmp_path, "b", NETWORKS["ia3"]())
+    db = lora.LoraDatabase([tmp_path])
+    w0 = weight(model, "unet", ATTN).clone()
+    lora.activate(model, db, [lora.LoraRequest("a")])
+    da = weight(model, "unet", ATTN) - w0
+    lora.activate(model, db, [lora.LoraRequest("b")])
+    db_ = weight(model, "unet", ATTN) - w0
+    first = lora.activate(model, db, [lora.LoraRequest("a"), lora.LoraRequest("b")])
+    torch.testing.assert_close(weight(model, "unet", ATTN) - w0, da + db_)
+    assert first.written
+    again = lora.activate(model, db, [lora.LoraRequest("a"), lora.LoraRequest("b")])
+    assert not again.written
+
+
+def test_sdxl_lora_on_sd1_model_is_reported_and_nothing_applied(model, tmp_path: Path) -> None:
+    write(tmp_path, "good", NETWORKS["lora"]())
+    write(tmp_path, "xl", {"lora_te2_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight": g(32, 2),
+                           "lora_te2_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight": g(2, 32),
+                           f"{kohya(ATTN)}.lora_up.weight": g(32, 2), f"{kohya(ATTN)}.lora_down.weight": g(2, 32)},
+          {"ss_base_model_version": "sdxl_base_v1-0"})
+    db = lora.LoraDatabase([tmp_path])
+    before = snapshot(model)
+    result = lora.activate(model, db, [lora.LoraRequest("xl")])
+    assert "xl" in result.errors and "SDXL" in result.errors["xl"]
+    assert all(torch.equal(before[k], v) for k, v in snapshot(model).items())
+    # The good one still applies beside the bad one; the bad one never half-applies.
+    both = lora.activate(model, db, [lora.LoraRequest("good"), lora.LoraRequest("xl")])
+    assert list(both.errors) == ["xl"]
+    lora.activate(model, db, [lora.LoraRequest("good")])
+    only_good = snapshot(model)
+    lora.activate(model, db, [lora.LoraRequest("good"), lora.LoraRequest("xl")])
+    assert all(torch.equal(only_good[k], v) for k, v in snapshot(model).items())
+    assert db.files["xl"].sd_version == "SDXL"
+
+
+def test_wrong_shapes_reported_by_name(model, tmp_path: Path) -> None:
+    write(tmp_path, "bad", {f"{kohya(ATTN)}.lora_up.weight": g(64, 4), f"{kohya(ATTN)}.lora_down.weight": g(4, 32)})
+    db = lora.LoraDatabase([tmp_path])
+    result = lora.activate(model, db, [lora.LoraRequest("bad"), lora.LoraRequest("missing")])
+    assert "does not fit" in result.errors["bad"] and result.errors["bad"].startswith("bad:")
+    assert "not found" in result.errors["missing"]
+
+
+def test_discovery_is_recursive_with_alias_and_pt(tmp_path: Path) -> None:
+    write(tmp_path / "sub" / "deep", "file_a", NETWORKS["lora"](), {"ss_output_name": "nice"})
+    torch.save(NETWORKS["ia3"](), tmp_path / "old.pt")
+    db = lora.LoraDatabase([tmp_path])
+    names = {f.name: f.folder for f in db.refresh()}
+    assert names == {"file_a": "sub/deep", "old": ""}
+    assert db.find("nice").name == "file_a" and db.find("old") is not None
+    assert "weight" in next(iter(db.groups(db.find("old")).values()))
+
+
+def test_request_parsing_a1111_args() -> None:
+    from modules.extra_networks_syntax import ExtraNetworkParams as P
+
+    r = lora.LoraRequest.from_params(P(["x", "0.8"]))
+    assert (r.te, r.unet, r.dyn) == (0.8, 0.8, None)
+    r = lora.LoraRequest.from_params(P(["x", "1", "0.5", "8"]))
+    assert (r.te, r.unet, r.dyn) == (1.0, 0.5, 8)
+    r = lora.LoraRequest.from_params(P(["x", "unet=0.3", "te=1", "dyn=4"]))
+    assert (r.te, r.unet, r.dyn) == (1.0, 0.3, 4)
+    with pytest.raises(lora.LoraError, match="bad multiplier"):
+        lora.LoraRequest.from_params(P(["x", "abc"]))
