@@ -56,6 +56,9 @@ def create_app(runtime: Runtime) -> Any:
 
         mount(app, runtime)  # before Gradio is mounted at /, so /sdapi/v1 is matched first
     if opts.nowebui:
+        from modules import script_callbacks
+
+        script_callbacks.app_started_callback(None, app)
         return app
 
     import gradio as gr
@@ -66,8 +69,12 @@ def create_app(runtime: Runtime) -> Any:
     demo.queue(default_concurrency_limit=1)
     auth = parse_auth(opts.gradio_auth, opts.gradio_auth_path) or None
     allowed = [str(runtime.paths.outputs_dir), *opts.gradio_allowed_path]
-    return gr.mount_gradio_app(app, demo, path=opts.subpath or "/", auth=auth, allowed_paths=allowed, css=CSS,
-                               head=head_html(), footer_links=["gradio"], ssr_mode=False)
+    app = gr.mount_gradio_app(app, demo, path=opts.subpath or "/", auth=auth, allowed_paths=allowed, css=CSS,
+                              head=head_html(runtime), footer_links=["gradio"], ssr_mode=False)
+    from modules import script_callbacks
+
+    script_callbacks.app_started_callback(demo, app)
+    return app
 
 
 def server_host(cmd_opts: Any) -> str:
@@ -78,13 +85,18 @@ def server_host(cmd_opts: Any) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from modules.script_loading import extension_preload
+
+    parser = cmd_args.build_parser()
+    preload_errors = extension_preload(parser, cmd_args.argv_with_env(argv))  # extensions may add flags
     try:
-        cmd_opts = cmd_args.parse_args(argv)
+        cmd_opts = cmd_args.parse_args(argv, parser=parser)
     except cmd_args.ArgumentError as e:
         print(e.message, file=sys.stderr)
         return 2
     configure_logging(cmd_opts.loglevel)
     runtime = create_runtime(cmd_opts=cmd_opts)
+    runtime.warnings.extend(preload_errors)
     app = create_app(runtime)
     # Load the model beside the server start so the page is up at once and shows the progress.
     threading.Thread(target=runtime.load_initial_model, daemon=True, name="initial-model-load").start()

@@ -76,6 +76,9 @@ def create_runtime(argv: Sequence[str] = (), cmd_opts: Any = None, environ: dict
     for problem in getattr(runtime.styles, "errors", []):
         runtime.warnings.append(f"styles: {problem}")
     runtime.refresh_checkpoints()
+    from modules.script_loading import setup_extensions
+
+    setup_extensions(runtime)
     log.info("Device %s, dtype %s (VAE %s); data in %s", policy.device, policy.dtype, policy.vae_dtype,
              paths.data_dir)
     return runtime

@@ -26,6 +26,41 @@ class PostprocessBatchListArgs:
     images: list[Any]
 
 
+@dataclass
+class PostSampleArgs:
+    samples: Any
+
+
+@dataclass
+class MaskBlendArgs:
+    current_latent: Any
+    nmask: Any
+    init_latent: Any
+    mask: Any
+    blended_latent: Any
+    denoiser: Any = None
+    sigma: Any = None
+
+    @property
+    def is_final_blend(self) -> bool:
+        return self.denoiser is None
+
+
+@dataclass
+class ScriptClassData:
+    """A Script subclass found in a loaded file (A1111's `scripts_data` entries)."""
+
+    script_class: type
+    path: str
+    basedir: str
+    module: Any
+    extension: str | None = None
+
+
+scripts_data: list[ScriptClassData] = []
+"""Every Script subclass loaded from extensions (filled by script_loading)."""
+
+
 class Script:
     """Base class extensions subclass; every hook is optional. Names and signatures as A1111."""
 
@@ -40,6 +75,12 @@ class Script:
     paste_field_names: list | None = None
     section: str | None = None
     name: str | None = None
+    create_group = True
+    setup_for_ui_only = False
+    controls: Any = None
+    tabname: str | None = None
+    extension: str | None = None
+    """Name of the extension that provides the script (for error messages)."""
 
     def title(self) -> str:
         raise NotImplementedError
@@ -66,6 +107,7 @@ class Script:
     def postprocess(self, p: Any, processed: Any, *args: Any) -> None: ...
     def before_hr(self, p: Any, *args: Any) -> None: ...
     def on_mask_blend(self, p: Any, mba: Any, *args: Any) -> None: ...
+    def post_sample(self, p: Any, ps: PostSampleArgs, *args: Any) -> None: ...
     def before_component(self, component: Any, **kwargs: Any) -> None: ...
     def after_component(self, component: Any, **kwargs: Any) -> None: ...
 
@@ -91,12 +133,51 @@ class ScriptRunner:
     """Calls the hooks of the always-on scripts (and the selected one) in order, each call guarded."""
 
     def __init__(self, scripts: Iterable[Script] = ()) -> None:
-        self.scripts: list[Script] = list(scripts)
+        self.scripts: list[Script] = []
         self.errors: list[str] = []
+        self.inputs: list[Any] = [None]  # index 0: the Script dropdown (1-based index of the selected script)
+        for script in scripts:
+            self.add(script)
+
+    def add(self, script: Script) -> None:
+        self.scripts.append(script)
 
     @property
     def alwayson_scripts(self) -> list[Script]:
         return [s for s in self.scripts if s.alwayson]
+
+    @property
+    def selectable_scripts(self) -> list[Script]:
+        return [s for s in self.scripts if not s.alwayson]
+
+    @property
+    def titles(self) -> list[str]:
+        return [_title(s) for s in self.selectable_scripts]
+
+    @property
+    def title_map(self) -> dict[str, Script]:
+        return {_title(s).lower(): s for s in self.scripts}
+
+    def script(self, title: str) -> Script | None:
+        """The script with this title (case-insensitive), as the API's script_name/alwayson_scripts keys."""
+        return self.title_map.get((title or "").lower())
+
+    def layout_args(self, sizes: dict[int, int]) -> int:
+        """Give each script its args_from/args_to slice after index 0 (A1111's layout); returns the total length."""
+        pos = 1
+        for script in self.scripts:
+            n = sizes.get(id(script), 0)
+            script.args_from, script.args_to = pos, pos + n
+            pos += n
+        return pos
+
+    def run(self, p: Any, *args: Any) -> Any:
+        """Run the selected script (args[0] is its 1-based index; 0 = None); returns its Processed or None."""
+        index = int(args[0] or 0) if args else 0
+        if index <= 0 or index > len(self.selectable_scripts):
+            return None
+        script = self.selectable_scripts[index - 1]
+        return script.run(p, *args[script.args_from:script.args_to])
 
     def _args(self, p: Any, script: Script) -> tuple:
         args = getattr(p, "script_args", None) or ()
@@ -109,13 +190,14 @@ class ScriptRunner:
             try:
                 getattr(script, method)(p, *extra, *self._args(p, script), **kwargs)
             except Exception as e:  # an extension's bug must not break generation
-                name = script.filename or type(script).__name__
-                msg = f"Error running {method} of {name}: {type(e).__name__}: {e}"
+                msg = f"Error running {method} of {describe_script(script)}: {type(e).__name__}: {e}"
                 log.exception(msg)
                 self.errors.append(msg)
 
     def setup_scripts(self, p: Any) -> None:
         self._call("setup", p)
+
+    setup_scrips = setup_scripts  # A1111's spelling
 
     def before_process(self, p: Any) -> None:
         self._call("before_process", p)
@@ -126,11 +208,20 @@ class ScriptRunner:
     def before_process_batch(self, p: Any, **kwargs: Any) -> None:
         self._call("before_process_batch", p, **kwargs)
 
+    def after_extra_networks_activate(self, p: Any, **kwargs: Any) -> None:
+        self._call("after_extra_networks_activate", p, **kwargs)
+
     def process_before_every_sampling(self, p: Any, **kwargs: Any) -> None:
         self._call("process_before_every_sampling", p, **kwargs)
 
     def process_batch(self, p: Any, **kwargs: Any) -> None:
         self._call("process_batch", p, **kwargs)
+
+    def post_sample(self, p: Any, ps: PostSampleArgs) -> None:
+        self._call("post_sample", p, ps)
+
+    def on_mask_blend(self, p: Any, mba: MaskBlendArgs) -> None:
+        self._call("on_mask_blend", p, mba)
 
     def postprocess_batch(self, p: Any, images: Any, **kwargs: Any) -> None:
         self._call("postprocess_batch", p, images=images, **kwargs)
@@ -146,3 +237,17 @@ class ScriptRunner:
 
     def before_hr(self, p: Any) -> None:
         self._call("before_hr", p)
+
+
+def _title(script: Script) -> str:
+    try:
+        return str(script.title())
+    except Exception:
+        return type(script).__name__
+
+
+def describe_script(script: Script) -> str:
+    """`<title> (<file>, extension <name>)` for error messages."""
+    where = os.path.basename(script.filename) if script.filename else type(script).__name__
+    ext = f", extension {script.extension}" if script.extension else ""
+    return f"{_title(script)} ({where}{ext})"
