@@ -14,7 +14,7 @@ import gradio as gr
 from pydantic import ValidationError as PydanticValidationError
 
 from modules import infotext as infotext_mod
-from modules import sd_samplers, txt2img
+from modules import sd_samplers, ui_scripts
 from modules.params import Txt2ImgParams
 from modules.runtime import Runtime
 from modules.ui_toprow import create_styles_ui, create_token_counters, wire_token_counters
@@ -113,6 +113,7 @@ def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
                         c["seed_resize_from_h"] = gr.Slider(0, 2048, value=0, step=8,
                                                             label="Resize seed from height",
                                                             elem_id="txt2img_seed_resize_from_h")
+                c["script_inputs"] = ui_scripts.create_script_ui(runtime.scripts_txt2img)
             with gr.Column(elem_id="txt2img_results"):
                 c["progress"] = gr.HTML(elem_id="txt2img_progress")
                 c["gallery"] = gr.Gallery(label="Output", show_label=False, elem_id="txt2img_gallery", columns=4,
@@ -129,7 +130,8 @@ def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
               "seed_resize_from_h", "styles"]
 
     def generate(*values: Any) -> Iterator[tuple]:
-        v = dict(zip(fields, values, strict=True))
+        v = dict(zip(fields, values[:len(fields)], strict=True))
+        script_args = values[len(fields):]
         extra = bool(v.pop("subseed_show"))
         if not extra:
             v.update(subseed=-1, subseed_strength=0.0, seed_resize_from_w=0, seed_resize_from_h=0)
@@ -146,7 +148,7 @@ def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
             msg = _validation_message(e) if isinstance(e, PydanticValidationError) else str(e)
             yield gr.update(), "", "", "", _error_html(msg), "", ""
             return
-        job = runtime.jobs.submit("txt2img", lambda state: txt2img.run(runtime, params, state))
+        job = runtime.jobs.submit("txt2img", lambda state: ui_scripts.run_job(runtime, params, state, script_args))
         last_preview = -1
         while not job.done.wait(0.5):
             fraction, text = _status_text(runtime, job)
@@ -167,11 +169,12 @@ def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
         yield (processed.images, processed.js(), job.id, "", log_html,
                f"<p>{html.escape(first).replace(chr(10), '<br>')}</p>", first)
 
+    gen_inputs = [c[f] for f in fields] + c["script_inputs"]  # script args follow, as A1111
     outputs = [c["gallery"], c["generation_info"], c["task_id"], c["progress"], c["html_log"], c["html_info"],
                c["infotext"]]
-    c["generate"].click(generate, inputs=[c[f] for f in fields], outputs=outputs, api_visibility="private",
+    c["generate"].click(generate, inputs=gen_inputs, outputs=outputs, api_visibility="private",
                         show_progress="hidden", concurrency_limit=None)
-    c["prompt"].submit(generate, inputs=[c[f] for f in fields], outputs=outputs, api_visibility="private",
+    c["prompt"].submit(generate, inputs=gen_inputs, outputs=outputs, api_visibility="private",
                        show_progress="hidden", concurrency_limit=None)
 
     def interrupt(task_id: str) -> None:
