@@ -9,7 +9,7 @@ import gradio as gr
 
 from modules.paths import SCRIPT_PATH
 from modules.runtime import Runtime
-from modules.ui_extensions import create_extensions_tab, create_extension_tabs
+from modules.ui_extensions import create_extension_tabs, create_extensions_tab
 from modules.ui_png_info import PngInfoTab, create_png_info_tab
 from modules.ui_quicksettings import create_quicksettings
 from modules.ui_settings import create_settings_tab
