@@ -52,6 +52,13 @@ def test_generate_shows_image_and_infotext(page, tmp_path: Path) -> None:
         assert len(saved) == 1 and re.match(r"00000-1234", saved[0].name)
         assert "Seed: 1234" in Image.open(saved[0]).info["parameters"]
 
+        # 💾 Save copies the image (with its infotext) to log/images and writes a log.csv row.
+        page.locator("#save_txt2img").click()
+        page.locator("#html_log_txt2img").filter(has_text="Saved:").wait_for(timeout=30000)
+        logged = list((tmp_path / "log" / "images").rglob("*.png"))
+        assert len(logged) == 1 and "Seed: 1234" in Image.open(logged[0]).info["parameters"]
+        assert "a photo of a cat,1234,64,64" in (tmp_path / "log" / "log.csv").read_text()
+
         # Bad input: a width that is not a multiple of 8 gets a clear message and starts no job.
         set_number(page, "txt2img_width", 100)
         page.locator("#txt2img_generate").click()
