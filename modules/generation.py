@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from PIL import Image
 
-from modules import images, prompt_parser, rng, sd_samplers
+from modules import extra_networks, images, prompt_parser, rng, sd_samplers
 from modules.denoiser import CFGDenoiser, DenoiserHooks, UNetModel
-from modules.extra_networks_syntax import extract_extra_networks
+from modules.extra_networks_syntax import extract_extra_networks, parse_prompts
 from modules.scripts import PostprocessBatchListArgs, PostprocessImageArgs
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ def conds_for_model(p: Any, model: Any, prompts: list[str], negatives: list[str]
     if getattr(conditioner, "options", None) != options and hasattr(conditioner, "options"):
         conditioner.options = options
     key_extra = (steps, hires_steps, p.opt("CLIP_stop_at_last_layers", 1), p.opt("emphasis", "Original"),
-                 p.opt("comma_padding_backtrack", 20), id(model))
+                 p.opt("comma_padding_backtrack", 20), id(model), getattr(conditioner, "cache_salt", None))
     ukey = (tuple(negatives), *key_extra)
     ckey = (tuple(prompts), *key_extra)
     c_name, uc_name = (f"cached_{cache}_c", f"cached_{cache}_uc") if cache else ("cached_c", "cached_uc")
@@ -374,7 +374,10 @@ def _run_generation(p: Any, models: Any) -> Any:
     setup_prompts(p)
     setup_seeds(p)
     if scripts is not None:
+        before = (p.prompt, p.negative_prompt, list(p.all_prompts), list(p.all_negative_prompts))
         scripts.process(p)
+        if (p.prompt, p.negative_prompt) != before[:2] and (p.all_prompts, p.all_negative_prompts) == before[2:]:
+            setup_prompts(p)  # a script edited p.prompt in process(): honour it as extensions expect
     enable_hr = bool(getattr(p, "enable_hr", False))
     hires.prepare(p)
     state.job_count = p.n_iter * (2 if enable_hr else 1)
@@ -397,7 +400,9 @@ def _run_generation(p: Any, models: Any) -> Any:
         p.seeds, p.subseeds = p.all_seeds[lo:hi], p.all_subseeds[lo:hi]
         if scripts is not None:
             scripts.before_process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
-        stripped = [extract_extra_networks(x)[0] for x in p.prompts]
+        # Extra networks (LoRA...) come from the batch's first prompt, activated before its conds are built.
+        stripped, network_data = parse_prompts(p.prompts)
+        errors += [m for m in extra_networks.activate_for_batch(p, network_data) if m not in errors]
         stripped_neg = [extract_extra_networks(x)[0] for x in p.negative_prompts]
         c, uc = cached_conds(p, stripped, stripped_neg, p.steps)
         if scripts is not None:

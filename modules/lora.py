@@ -345,3 +345,39 @@ def activate(model: Any, db: LoraDatabase, requests: list[LoraRequest],
 def lora_hashes_infotext(hashes: list[tuple[str, str]]) -> str:
     """The `Lora hashes` value: `name: hash, name2: hash2`."""
     return ", ".join(f"{name}: {h}" for name, h in hashes)
+
+
+class ExtraNetworkLora:
+    """The `<lora:...>` handler: parses the tags, patches the job's model, writes `Lora hashes`, reports errors."""
+
+    name = "lora"
+
+    def __init__(self, db: LoraDatabase) -> None:
+        self.db = db
+
+    def activate(self, p: Any, params_list: list[Any]) -> None:
+        from modules.extra_networks import add_error
+
+        default = float(p.opt("extra_networks_default_multiplier", 1.0) or 1.0)
+        requests: list[LoraRequest] = []
+        for params in params_list:
+            try:
+                requests.append(LoraRequest.from_params(params, default))
+            except LoraError as e:
+                add_error(p, str(e))
+        conditioner = getattr(p, "conditioner", None)
+        result = activate(p.sd_model, self.db, requests)
+        # Encoded prompts depend on text-encoder weights: the salt keys the conditioner's cache by LoRA set.
+        if conditioner is not None and hasattr(conditioner, "cache_salt"):
+            conditioner.cache_salt = result.te_salt
+        for message in result.errors.values():
+            add_error(p, message)
+        if result.hashes and p.opt("lora_add_hashes_to_infotext", True):
+            p.extra_generation_params["Lora hashes"] = lora_hashes_infotext(result.hashes)
+        elif "Lora hashes" in p.extra_generation_params and not requests:
+            del p.extra_generation_params["Lora hashes"]
+
+    def deactivate(self, p: Any) -> None:
+        # As A1111: weights stay patched after the job, so the next job with the same LoRAs costs nothing;
+        # the next job without them restores the originals when it activates an empty list.
+        return None

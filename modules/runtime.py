@@ -47,6 +47,31 @@ class Runtime:
     embeddings: Any = None
     _switch_lock: threading.Lock = field(default_factory=threading.Lock)
     _conditioners: dict[int, Any] = field(default_factory=dict)
+    _loras: Any = None
+    _extra_networks: Any = None
+
+    # --- extra networks ------------------------------------------------------------------------
+    @property
+    def loras(self) -> Any:
+        """The LoraDatabase over models/Lora (and A1111's old models/LyCORIS), scanned on first use."""
+        if self._loras is None:
+            from modules.lora import LoraDatabase
+
+            dirs = [self.paths.lora_dir, self.paths.models_dir / "LyCORIS"]
+            self._loras = LoraDatabase(dirs, self.hash_cache)
+        return self._loras
+
+    @property
+    def extra_networks(self) -> Any:
+        """Handlers of `<lora:...>` (alias `<lyco:...>`) and the other extra-network tags."""
+        if self._extra_networks is None:
+            from modules.extra_networks import ExtraNetworkRegistry
+            from modules.lora import ExtraNetworkLora
+
+            registry = ExtraNetworkRegistry()
+            registry.register(ExtraNetworkLora(self.loras), aliases=("lyco",))
+            self._extra_networks = registry
+        return self._extra_networks
 
     # --- checkpoints ---------------------------------------------------------------------------
     def refresh_checkpoints(self) -> list[str]:

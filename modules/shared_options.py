@@ -142,6 +142,26 @@ def build_options_table() -> dict[str, OptionInfo]:
         "send_seed": _o(True, "Send seed when sending prompt or image to other interface"),
         "send_size": _o(True, "Send size when sending prompt or image to another interface"),
     }))
+    t.update(options_section(("extra_networks", "Extra Networks"), {
+        "extra_networks_show_hidden_directories": _o(True, "Show hidden directories"),
+        "extra_networks_default_multiplier": _o(1.0, "Default multiplier for extra networks", "slider",
+                                                component_args={"minimum": 0.0, "maximum": 2.0, "step": 0.01}),
+        "extra_networks_card_width": _o(0, "Card width for Extra Networks"),
+        "extra_networks_card_height": _o(0, "Card height for Extra Networks"),
+        "extra_networks_card_order_field": _o("Path", "Default order field for Extra Networks cards", "dropdown",
+                                              choices=("Path", "Name", "Date Created", "Date Modified")),
+        "extra_networks_card_order": _o("Ascending", "Default order for Extra Networks cards", "dropdown",
+                                        choices=("Ascending", "Descending")),
+        "sd_lora": _o("None", "Add network to prompt", "dropdown"),
+        "lora_preferred_name": _o("Alias from file", "When adding to prompt, refer to Lora by", "radio",
+                                  choices=("Alias from file", "Filename")),
+        "lora_add_hashes_to_infotext": _o(True, "Add Lora hashes to infotext"),
+        "lora_show_all": _o(False, "Always show all networks on the Lora page"),
+        "lora_hide_unknown_for_versions": _o([], "Hide networks of unknown versions for model versions", "dropdown",
+                                             choices=("SD1", "SD2", "SDXL")),
+        "lora_in_memory_limit": _o(0, "Number of Lora networks to keep cached in memory"),
+        "sd_hypernetwork": _o("None", "Add hypernetwork to prompt", "dropdown"),
+    }))
     t.update(options_section(("system", "System"), {
         "auto_launch_browser": _o("Local", "Automatically open webui in browser on startup", "radio",
                                   choices=("Disable", "Local", "Remote")),

@@ -202,3 +202,53 @@ def test_request_parsing_a1111_args() -> None:
     assert (r.te, r.unet, r.dyn) == (1.0, 0.3, 4)
     with pytest.raises(lora.LoraError, match="bad multiplier"):
         lora.LoraRequest.from_params(P(["x", "abc"]))
+
+
+@pytest.fixture
+def runtime(make_runtime, data_dir: Path):
+    from tests.fixtures.tiny_models import write_tiny_checkpoint
+
+    write_tiny_checkpoint("sd1", data_dir / "models" / "Stable-diffusion", "tiny", seed=7)
+    rt = make_runtime("--no-half")
+    rt.switch_checkpoint("tiny.safetensors")
+    return rt
+
+
+def generate(rt, prompt: str):
+    from modules import txt2img
+    from modules.params import Txt2ImgParams
+
+    params = Txt2ImgParams(prompt=prompt, width=64, height=64, steps=3, seed=5, sampler_name="Euler",
+                           do_not_save_samples=True, do_not_save_grid=True)
+    return rt.jobs.run("test", lambda state: txt2img.run(rt, params, state))
+
+
+def test_prompt_tag_changes_image_writes_hashes_and_restores(runtime, data_dir: Path) -> None:
+    import numpy as np
+
+    from modules.hashes import addnet_hash_safetensors
+    from modules.infotext import parse_generation_parameters
+
+    path = write(data_dir / "models" / "Lora" / "styles", "mystyle", {
+        k: v * 20 for k, v in NETWORKS["lora"]().items() if "alpha" not in k})
+    write(data_dir / "models" / "Lora", "xl", {"lora_te2_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight":
+                                               g(32, 2), "lora_te2_text_model_encoder_layers_0_self_attn_q_proj"
+                                               ".lora_down.weight": g(2, 32)})
+    base = generate(runtime, "a cat")
+    with_lora = generate(runtime, "a cat <lora:mystyle:1>")
+    pix = lambda r: np.asarray(r.images[0], dtype=np.int16)  # noqa: E731
+    assert np.abs(pix(base) - pix(with_lora)).max() > 0
+    params = parse_generation_parameters(with_lora.info)
+    assert params["Lora hashes"] == f"mystyle: {addnet_hash_safetensors(path)[:12]}"
+    assert "Lora hashes" not in parse_generation_parameters(base.info)
+    # <lyco:...> is the same network; unchanged set is not re-applied.
+    patcher = runtime.models.current.extra["model_patcher"]
+    count = patcher.applied_count
+    again = generate(runtime, "a cat <lyco:mystyle:1>")
+    assert patcher.applied_count == count
+    assert np.array_equal(pix(again), pix(with_lora))
+    restored = generate(runtime, "a cat")
+    assert np.array_equal(pix(restored), pix(base))
+    bad = generate(runtime, "a cat <lora:xl:1>")
+    assert "xl:" in bad.comments and "SDXL" in bad.comments
+    assert np.array_equal(pix(bad), pix(base))
