@@ -22,6 +22,9 @@ class ConditioningError(WebUIError, ValueError):
     """Bad conditioning options or a model whose text encoders we cannot drive."""
 
 
+MAX_WEIGHT = 100.0
+
+
 @dataclass(frozen=True)
 class ConditioningOptions:
     """The settings that shape the embeddings (A1111 setting names in comments)."""
@@ -459,6 +462,9 @@ class TextConditioner:
         weights = torch.tensor([c.multipliers for c in batch], dtype=torch.float32, device=z.device)
         if all(w == 1.0 for c in batch for w in c.multipliers):
             return z
+        # A1111 lets weights overflow (5,000 nested brackets give 1.1**5000 = inf) and then renders a NaN
+        # image. Weights beyond +-MAX_WEIGHT make no visual sense; clamping keeps the result finite.
+        weights = weights.nan_to_num(nan=1.0).clamp(-MAX_WEIGHT, MAX_WEIGHT)
         zf = z.float()
         weighted = zf * weights.unsqueeze(-1)
         if self.options.emphasis == "Original":

@@ -323,3 +323,19 @@ def test_novelai_curly_emphasis_is_optional() -> None:
     weighted = plain.get_learned_conditioning(["a (cat:1.05)"])
     assert torch.equal(curly.get_learned_conditioning(["a {cat}"]), weighted)
     assert not torch.equal(plain.get_learned_conditioning(["a {cat}"]), weighted)
+
+
+def test_overflowing_weights_stay_finite() -> None:
+    from modules.conditioning import ConditioningOptions, TextConditioner
+    from tests.fixtures.tiny_models import build_tiny_components
+
+    comps = build_tiny_components("sd1")
+
+    class Pipe:
+        tokenizer = comps["tokenizer"]
+        text_encoder = comps["text_encoder"]
+
+    for emphasis in ("Original", "No norm"):
+        cond = TextConditioner(Pipe, "sd1", ConditioningOptions(emphasis=emphasis))
+        for text in ("(" * 5000 + "cat" + ")" * 5000, "(cat:1e30)", "[" * 3000 + "cat" + "]" * 3000):
+            assert torch.isfinite(cond.get_learned_conditioning([text])).all(), (emphasis, text[:10])
