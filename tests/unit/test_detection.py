@@ -83,3 +83,27 @@ def test_yaml_override_reads_parameterization() -> None:
         variant_from_ldm_yaml("just: text")
     with pytest.raises(ValueError):
         variant_from_ldm_yaml("model: [unclosed")
+
+
+def test_sd2_v_prediction_probe_as_a1111() -> None:
+    """A1111 runs the UNet once at t=999 on a constant 0.5 input: output - input averaging below -1 means v."""
+    import torch
+
+    from modules.model_loader import is_v_prediction_sd2
+
+    class FakeUNet(torch.nn.Module):
+        def __init__(self, shift: float) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.shift = shift
+            self.config = type("C", (), {"cross_attention_dim": 8, "in_channels": 4})()
+            self.seen_t: list[int] = []
+
+        def forward(self, x, t, encoder_hidden_states):
+            self.seen_t.append(int(t[0]))
+            assert float(encoder_hidden_states.mean()) == 0.5 and encoder_hidden_states.shape[1] == 77
+            return type("O", (), {"sample": x + self.shift})()
+
+    v, eps = FakeUNet(-1.5), FakeUNet(-0.2)
+    assert is_v_prediction_sd2(v) and not is_v_prediction_sd2(eps)
+    assert v.seen_t == [999]
