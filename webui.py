@@ -56,8 +56,9 @@ def create_app(runtime: Runtime) -> Any:
 
         mount(app, runtime)  # before Gradio is mounted at /, so /sdapi/v1 is matched first
     if opts.nowebui:
-        from modules import script_callbacks
+        from modules import script_callbacks, ui_scripts
 
+        ui_scripts.layout_without_page(runtime.scripts_txt2img)
         script_callbacks.app_started_callback(None, app)
         return app
 

@@ -80,3 +80,9 @@ def run_job(runtime: Any, params: Any, state: JobState, script_args: Sequence[An
     runner = p.scripts
     processed = runner.run(p, *p.script_args) if runner is not None and p.script_args else None
     return processed if processed is not None else process_images(p)
+
+
+def layout_without_page(runner: ScriptRunner, is_img2img: bool = False) -> list[Any]:
+    """With --nowebui there is no page, but script_args over the API still need A1111's argument layout."""
+    with gr.Blocks():
+        return create_script_ui(runner, is_img2img)
