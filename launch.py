@@ -75,6 +75,33 @@ def prepare_environment(argv: list[str]) -> None:
         run([python, "-m", "pip", "install", "-r", str(reqs)], errdesc="Couldn't install requirements")
 
 
+def run_extensions_installers(argv: list[str]) -> None:
+    """A1111: each enabled user extension's install.py runs at every start (not with --skip-install)."""
+    if "--skip-install" in argv or "--skip-prepare-environment" in argv:
+        return
+    sys.path.insert(0, str(ROOT))
+    from modules import cmd_args, extensions
+    from modules.paths import build_paths
+
+    known, _ = cmd_args.build_parser().parse_known_args(argv)
+    paths = build_paths(known)
+    settings = {}
+    try:
+        import json
+
+        settings = json.loads(paths.settings_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    found = extensions.list_extensions(paths.extensions_builtin_dir, paths.extensions_dir,
+                                       settings if isinstance(settings, dict) else {}, known)
+    for ext in found:
+        if ext.enabled and not ext.is_builtin:
+            try:
+                extensions.run_install_script(ext)
+            except extensions.ExtensionError as e:  # a broken installer is reported; the app still starts
+                print(f"Error running install.py for extension {ext.name}: {e}", file=sys.stderr, flush=True)
+
+
 def start(argv: list[str]) -> int:
     sys.path.insert(0, str(ROOT))
     import webui
@@ -85,6 +112,7 @@ def start(argv: list[str]) -> int:
 def main() -> int:
     argv = sys.argv[1:] + shlex.split(os.environ.get("COMMANDLINE_ARGS", ""))
     prepare_environment(argv)
+    run_extensions_installers(argv)
     return start(sys.argv[1:])  # webui re-reads COMMANDLINE_ARGS itself
 
 
