@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from modules.extra_networks_syntax import ExtraNetworkParams
@@ -27,6 +27,8 @@ class ExtraNetworkRegistry:
     def __init__(self) -> None:
         self.networks: dict[str, ExtraNetwork] = {}
         self.aliases: dict[str, str] = {}
+        # Run before the networks, every batch, with the job's settings overrides active (VAE selection).
+        self.before_batch: list[Callable[[Any], None]] = []
 
     def register(self, network: ExtraNetwork, aliases: Iterable[str] = ()) -> None:
         self.networks[network.name] = network
@@ -41,6 +43,8 @@ class ExtraNetworkRegistry:
 
     def activate(self, p: Any, data: Mapping[str, list[ExtraNetworkParams]]) -> None:
         """Activate every handler: mentioned ones with their tags, the rest with [] (which restores the model)."""
+        for hook in self.before_batch:
+            hook(p)
         merged = self._merged(data)
         for kind in merged:
             if kind not in self.networks:

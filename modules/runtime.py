@@ -49,6 +49,7 @@ class Runtime:
     _conditioners: dict[int, Any] = field(default_factory=dict)
     _loras: Any = None
     _extra_networks: Any = None
+    _vaes: Any = None
 
     # --- extra networks ------------------------------------------------------------------------
     @property
@@ -62,6 +63,15 @@ class Runtime:
         return self._loras
 
     @property
+    def vaes(self) -> Any:
+        """The VaeDatabase: models/VAE (+ --vae-dir) and `*.vae.*` files beside checkpoints."""
+        if self._vaes is None:
+            from modules.sd_vae import VaeDatabase
+
+            self._vaes = VaeDatabase(self.paths.vae_dirs, self.paths.ckpt_dirs, self.hash_cache)
+        return self._vaes
+
+    @property
     def extra_networks(self) -> Any:
         """Handlers of `<lora:...>` (alias `<lyco:...>`) and the other extra-network tags."""
         if self._extra_networks is None:
@@ -69,6 +79,9 @@ class Runtime:
             from modules.lora import ExtraNetworkLora
 
             registry = ExtraNetworkRegistry()
+            from modules.sd_vae import VaeSelector
+
+            registry.before_batch.append(VaeSelector(self.vaes))
             registry.register(ExtraNetworkLora(self.loras), aliases=("lyco",))
             self._extra_networks = registry
         return self._extra_networks

@@ -35,6 +35,7 @@ def create_quicksettings(runtime: Runtime) -> dict[str, Any]:
         )
         refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", elem_classes=["tool"], scale=0,
                             min_width=40)
+        vae = _vae_dropdown(runtime)
     status = gr.HTML(_status_html(runtime), elem_id="sd_model_status")
     offer = not runtime.cmd_opts.no_download_sd_model
     download = gr.Button("Download Stable Diffusion 1.5 (about 4 GB) into the checkpoint folder",
@@ -94,4 +95,31 @@ def create_quicksettings(runtime: Runtime) -> dict[str, Any]:
     timer.tick(on_tick, inputs=[seen], outputs=[checkpoint, status, seen], api_visibility="private",
                show_progress="hidden", concurrency_limit=None, queue=False)
 
-    return {"checkpoint": checkpoint, "refresh": refresh, "status": status, "on_load": on_load}
+    return {"checkpoint": checkpoint, "refresh": refresh, "status": status, "on_load": on_load, "vae": vae}
+
+
+def _vae_dropdown(runtime: Runtime) -> Any:
+    """`sd_vae` (Automatic / None / file) when it is in `quicksettings_list`; applied at the next generation."""
+    if "sd_vae" not in (runtime.opts.get("quicksettings_list") or []):
+        return None
+    vaes = runtime.vaes
+    dropdown = gr.Dropdown(label="SD VAE", elem_id="setting_sd_vae", choices=vaes.choices(),
+                           value=runtime.opts.get("sd_vae", "Automatic"), interactive=True, scale=2)
+    refresh = gr.Button("🔄", elem_id="refresh_sd_vae", elem_classes=["tool"], scale=0, min_width=40)
+
+    def on_change(value: str | None) -> Any:
+        if value:
+            try:
+                runtime.opts.set("sd_vae", value)
+                runtime.save_settings()
+            except WebUIError as e:
+                gr.Warning(str(e))
+        return gr.update(value=runtime.opts.get("sd_vae", "Automatic"))
+
+    def on_refresh() -> Any:
+        vaes.refresh()
+        return gr.update(choices=vaes.choices(), value=runtime.opts.get("sd_vae", "Automatic"))
+
+    dropdown.input(on_change, inputs=[dropdown], outputs=[dropdown], api_visibility="private")
+    refresh.click(on_refresh, outputs=[dropdown], api_visibility="private")
+    return dropdown
