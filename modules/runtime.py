@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,30 @@ class Runtime:
             self.save_settings()
             self.model_status = f"Loaded {info.title}: {model.reason} ({model.load_seconds:.1f}s)"
             return info.title
+
+    @contextlib.contextmanager
+    def checkpoint_for_job(self, name: str | None, restore_afterwards: bool = True) -> Iterator[None]:
+        """`override_settings.sd_model_checkpoint`: the job runs on `name`, then the previous model is current
+        again (from the RAM cache when `sd_checkpoints_limit` allows). Without restore it stays, as A1111."""
+        previous = self.models.current_info
+        info = self.registry.require(name) if name else None
+        if info is None or (previous is not None and info.filename == previous.filename):
+            yield
+            return
+        if not restore_afterwards:
+            self.switch_checkpoint(info.title)
+            yield
+            return
+        self.models.load(info.title)
+        try:
+            yield
+        finally:
+            if previous is not None:
+                try:
+                    self.models.load(previous.title)
+                except WebUIError as e:
+                    log.error("Could not switch back to %s after the job: %s", previous.title, e)
+                    self.model_status = str(e)
 
     def load_initial_model(self) -> None:
         """--ckpt first, then the saved `sd_model_checkpoint`, then the first checkpoint found."""

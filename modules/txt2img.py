@@ -44,6 +44,7 @@ def build_processing(runtime: Any, params: Txt2ImgParams, state: JobState, *, is
     p.is_api = is_api
     p.conditioner = runtime.conditioner_for(model)
     p.styles_db = getattr(runtime, "styles", None)
+    p.extra_networks = getattr(runtime, "extra_networks", None)  # <lora:...> handlers, VAE selection
     p.scripts = runtime.scripts_txt2img
     p.outpath_samples = str(runtime.output_dir("outdir_txt2img_samples", "outdir_samples"))
     p.outpath_grids = str(runtime.output_dir("outdir_txt2img_grids", "outdir_grids"))
@@ -53,4 +54,8 @@ def build_processing(runtime: Any, params: Txt2ImgParams, state: JobState, *, is
 
 
 def run(runtime: Any, params: Txt2ImgParams, state: JobState, *, is_api: bool = False) -> Processed:
-    return process_images(build_processing(runtime, params, state, is_api=is_api))
+    overrides = params.override_settings or {}
+    # A per-request checkpoint applies to this job only (unless the request asks to keep its overrides).
+    with runtime.checkpoint_for_job(overrides.get("sd_model_checkpoint"),
+                                    params.override_settings_restore_afterwards is not False):
+        return process_images(build_processing(runtime, params, state, is_api=is_api))

@@ -104,3 +104,26 @@ def test_resolve_order(tmp_path: Path) -> None:
     assert sd_vae.resolve("a.safetensors", ckpt, db, overrides_preferences=False).path is None
     with pytest.raises(sd_vae.VaeError, match="not found"):
         sd_vae.resolve("zzz", ckpt, db)
+
+
+# --- the model of one job: override_settings.sd_model_checkpoint -------------------------------------------
+
+
+def test_checkpoint_override_applies_to_that_job_only(runtime, data_dir: Path) -> None:
+    write_tiny_checkpoint("sd1", data_dir / "models" / "Stable-diffusion", "other", seed=8)
+    runtime.opts.set("sd_checkpoints_limit", 2)
+    base = generate(runtime)
+    first_model = runtime.models.current
+    overridden = generate(runtime, override_settings={"sd_model_checkpoint": "other.safetensors"})
+    assert parse_generation_parameters(overridden.info)["Model"] == "other"
+    assert np.abs(pix(base) - pix(overridden)).max() > 0
+    # Back on the first model (the very same object, from the cache), settings untouched.
+    assert runtime.models.current is first_model
+    assert runtime.opts.sd_model_checkpoint.startswith("tiny.safetensors")
+    assert np.array_equal(pix(generate(runtime)), pix(base))
+    runtime.switch_checkpoint("other.safetensors")
+    assert np.array_equal(pix(generate(runtime)), pix(overridden))
+    from modules.errors import WebUIError
+
+    with pytest.raises(WebUIError, match="nope"):
+        generate(runtime, override_settings={"sd_model_checkpoint": "nope.safetensors"})
