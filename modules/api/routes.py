@@ -226,11 +226,11 @@ def create_router() -> APIRouter:
 
     @router.get("/upscalers", response_model=list[models.UpscalerItem])
     def upscalers() -> Any:
-        return [{"name": "None", "model_name": None, "model_path": None, "model_url": None, "scale": 4}]
+        return service.upscalers()
 
     @router.get("/latent-upscale-modes", response_model=list[models.LatentUpscalerModeItem])
     def latent_upscale_modes() -> Any:
-        return []
+        return service.latent_upscale_modes()
 
     @router.get("/sd-models", response_model=list[models.SDModelItem])
     def sd_models(request: Request) -> Any:

@@ -239,19 +239,9 @@ def build_script_args(runner: Any, params: Txt2ImgParams) -> tuple[Any, tuple]:
 
 
 def prepare_txt2img(runtime: Any, params: Txt2ImgParams) -> Txt2ImgParams:
-    """Everything that can be refused before queueing: names, scripts, settings, features not available."""
+    """Everything that can be refused before queueing: sampler, styles, settings and script names."""
     params = apply_infotext(runtime, params)
     _check_sampler(params.sampler_name or params.sampler_index, params.scheduler, "sampler_name")
-    if params.hr_sampler_name or params.hr_scheduler:
-        _check_sampler(
-            params.hr_sampler_name or params.sampler_name or params.sampler_index,
-            params.hr_scheduler,
-            "hr_sampler_name",
-        )
-    if params.enable_hr:
-        raise ValidationError("enable_hr", "hires fix is not available in this version")
-    if params.refiner_checkpoint and params.refiner_checkpoint != "None":
-        raise ValidationError("refiner_checkpoint", "the refiner is not available in this version")
     if params.styles and runtime.styles is not None:
         missing = runtime.styles.missing(params.styles)
         if missing:
@@ -415,6 +405,25 @@ def schedulers() -> list[dict[str, Any]]:
         }
         for s in sd_samplers.SCHEDULERS
     ]
+
+
+def _hires() -> Any:
+    """The hires-fix module when this build has it (its upscaler names are what the API lists)."""
+    try:
+        from modules import hires
+    except ImportError:
+        return None
+    return hires
+
+
+def upscalers() -> list[dict[str, Any]]:
+    hires = _hires()
+    names = list(getattr(hires, "IMAGE_UPSCALERS", None) or ["None"])
+    return [{"name": n, "model_name": None, "model_path": None, "model_url": None, "scale": 4} for n in names]
+
+
+def latent_upscale_modes() -> list[dict[str, str]]:
+    return [{"name": n} for n in getattr(_hires(), "LATENT_UPSCALE_MODES", None) or []]
 
 
 def sd_models(runtime: Any) -> list[dict[str, Any]]:

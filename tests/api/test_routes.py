@@ -351,8 +351,6 @@ def test_non_finite_numbers_are_422(client, raw: bytes) -> None:
     [
         ({"sampler_name": "Euler z"}, ["sampler_name", "valid samplers", "DPM++ 2M"]),
         ({"scheduler": "Sometimes"}, ["sampler_name", "valid schedule types", "Karras"]),
-        ({"hr_sampler_name": "nope"}, ["hr_sampler_name"]),
-        ({"enable_hr": True}, ["enable_hr", "not available"]),
         ({"styles": ["No such style"]}, ["styles", "No such style"]),
         ({"unknown_field": 1, "another": 2}, ["unknown_field", "another", "unknown field"]),
     ],
@@ -635,8 +633,11 @@ def test_embeddings(client, api_data_dir: Path) -> None:
 
 
 def test_static_listings_and_flags(client) -> None:
+    from modules.api import service
+
     assert client.get(f"{API}/upscalers").json()[0]["name"] == "None"
-    assert client.get(f"{API}/latent-upscale-modes").json() == []
+    modes = [m["name"] for m in client.get(f"{API}/latent-upscale-modes").json()]
+    assert modes == list(getattr(service._hires(), "LATENT_UPSCALE_MODES", []))
     assert client.get(f"{API}/face-restorers").json() == []
     assert client.get(f"{API}/extensions").json() == []
     mem = client.get(f"{API}/memory").json()
