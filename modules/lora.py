@@ -14,6 +14,7 @@ import torch
 
 from modules.errors import WebUIError
 from modules.lora_networks import PART_TOKENS, NetworkLayerError, layer_delta, normalize_parts
+from modules.model_patcher import LowRank
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +243,8 @@ class LoraRequest:
 
 
 def _scaled(delta: Any, mult: float) -> Any:
+    if isinstance(delta, LowRank):
+        return delta.scaled(mult)
     if callable(delta):
         return lambda orig: delta(orig) * mult
     return delta * mult
@@ -264,8 +267,7 @@ def lora_patches(groups: Mapping[str, Mapping[str, torch.Tensor]], index: Mappin
         try:
             delta = layer_delta(normalize_parts(parts), module, module_name, request.dyn)
             # Validate eagerly so that a wrong shape fails here, before anything is patched.
-            if (delta.weight is not None and not callable(delta.weight)
-                    and delta.weight.shape != module.weight.shape):
+            if isinstance(delta.weight, torch.Tensor) and delta.weight.shape != module.weight.shape:
                 raise NetworkLayerError(f"layer {module_name}: shape {tuple(delta.weight.shape)} does not "
                                         f"fit {tuple(module.weight.shape)}")
             if delta.bias is not None:

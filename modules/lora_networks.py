@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from modules.model_patcher import LowRank
+
 # Spellings of the same tensor in other trainers' files, renamed to kohya's before the type is chosen.
 _PART_ALIASES = {
     "lora_A.weight": "lora_down.weight",
@@ -42,7 +44,7 @@ def _scalar(t: torch.Tensor | None) -> float | None:
 class LayerDelta:
     """What one network contributes to one layer: deltas for `weight`/`bias`, each a tensor or fn(orig weight)."""
 
-    weight: torch.Tensor | Callable[[torch.Tensor], torch.Tensor] | None = None
+    weight: torch.Tensor | LowRank | Callable[[torch.Tensor], torch.Tensor] | None = None
     bias: torch.Tensor | None = None
 
 
@@ -158,6 +160,19 @@ def layer_delta(parts: Mapping[str, torch.Tensor], target: torch.nn.Module, laye
         w_norm, b_norm = parts.get("w_norm"), parts.get("b_norm")
         return LayerDelta(weight=None if w_norm is None else _fit(w_norm.float(), shape, layer),
                           bias=None if b_norm is None else b_norm.float())
+    scale = None
+    if kind == "lora" and "lora_mid.weight" not in parts and "dora_scale" not in parts:
+        # Plain LoRA stays factored: the patcher merges it with one in-place addmm (no dense delta allocated).
+        up, down = parts["lora_up.weight"].float(), parts["lora_down.weight"].float()
+        if dyn:
+            up, down = up[:, :dyn], down[:dyn]
+        up2d, down2d = up.reshape(up.shape[0], -1), down.reshape(down.shape[0], -1)
+        if up2d.shape[1] != down2d.shape[0]:
+            raise NetworkLayerError(f"layer {layer}: lora_up rank {up2d.shape[1]} != lora_down rank {down2d.shape[0]}")
+        if up2d.shape[0] * down2d.shape[1] == shape.numel():
+            dim = down2d.shape[0]
+            scale = scale_key if scale_key is not None else (alpha / dim if alpha is not None and dim else 1.0)
+            return LayerDelta(weight=LowRank(up2d, down2d, scale), bias=bias)
     if kind == "lora":
         delta, dim = _lora(parts, dyn)
     elif kind == "loha":

@@ -5,15 +5,34 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 log = logging.getLogger(__name__)
 
-# A patch is a delta added to the original weight (in float32), or a function of the original float32 weight
-# that returns such a delta (DoRA and IA3 need to see the weight they modify).
-Patch = torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class LowRank:
+    """A delta kept factored, `scale * up @ down` (up [out, r], down [r, in*k*k]): merged by one in-place addmm."""
+
+    up: torch.Tensor
+    down: torch.Tensor
+    scale: float = 1.0
+
+    @property
+    def numel(self) -> int:
+        return self.up.shape[0] * self.down.shape[1]
+
+    def scaled(self, factor: float) -> LowRank:
+        return LowRank(self.up, self.down, self.scale * factor)
+
+
+# A patch is a delta added to the original weight (in float32): a dense tensor, a LowRank product, or a
+# function of the original float32 weight returning a dense delta (DoRA and IA3 need to see the weight).
+Patch = torch.Tensor | LowRank | Callable[[torch.Tensor], torch.Tensor]
 
 
 class PatchError(ValueError):
@@ -31,6 +50,8 @@ class ModelPatcher:
     def __init__(self, roots: Mapping[str, torch.nn.Module]) -> None:
         self.roots = dict(roots)
         self._originals: dict[str, torch.Tensor] = {}  # "component.module.path.weight" -> original tensor
+        self._buffers: dict[str, torch.Tensor] = {}  # merged weights, reused by the next apply
+        self._scratch: torch.Tensor | None = None
         self.current_key: Hashable = None
         self.applied_count = 0  # how many times a new patch set was written (tests/benchmarks read it)
 
@@ -58,38 +79,67 @@ class ModelPatcher:
     def apply(self, key: Hashable, patches: Mapping[str, Sequence[Patch]]) -> bool:
         """Make the model hold original + `patches`; nothing happens when `key` equals the current set's key.
 
-        Returns True when weights were written. All deltas are computed before any weight changes, so a
-        patch that fails leaves the model exactly as it was.
+        Returns True when weights were written. Every delta is checked before any weight changes, so a
+        patch that does not fit leaves the model exactly as it was. The merge runs in float32 in a reused
+        scratch buffer and lands in a per-parameter buffer kept for the next apply: on CPU, fresh multi-GB
+        allocations (page faults) would cost more than the arithmetic.
         """
         if key is not None and key == self.current_key:
             return False
-        new_values: dict[str, torch.Tensor] = {}
-        with torch.no_grad():
-            for name, deltas in patches.items():
-                if not deltas:
-                    continue
-                original = self.original(name)
-                base = original.to(torch.float32)
-                total = torch.zeros_like(base)
-                for delta in deltas:
-                    d = delta(base) if callable(delta) else delta
-                    d = d.to(device=base.device, dtype=torch.float32)
-                    if d.shape != base.shape:
-                        if d.numel() != base.numel():
-                            raise PatchError(
-                                f"delta of shape {tuple(d.shape)} does not fit {name} of shape {tuple(base.shape)}"
-                            )
-                        d = d.reshape(base.shape)
-                    total += d
-                new_values[name] = (base + total).to(original.dtype)
+        wanted = {name: list(deltas) for name, deltas in patches.items() if deltas}
+        for name, deltas in wanted.items():
+            shape = self.original(name).shape
+            for d in deltas:
+                numel = d.numel if isinstance(d, LowRank) else (d.numel() if isinstance(d, torch.Tensor) else None)
+                if numel is not None and numel != shape.numel():
+                    raise PatchError(f"delta with {numel} values does not fit {name} of shape {tuple(shape)}")
         self.restore()
-        for name, value in new_values.items():
-            param = self.parameter(name)
-            self._originals[name] = param.data
-            param.data = value
-        self.current_key = key if new_values else None
+        try:
+            self._merge(wanted)
+        except Exception:
+            self.restore()  # a callable delta failed half-way: back to the originals rather than half a set
+            raise
+        self.current_key = key if wanted else None
         self.applied_count += 1
         return True
+
+    def _merge(self, wanted: Mapping[str, Sequence[Patch]]) -> None:
+        with torch.no_grad():
+            for name, deltas in wanted.items():
+                param = self.parameter(name)
+                original = param.data
+                work = self._scratch_view(original)
+                work.copy_(original)
+                for d in deltas:
+                    if isinstance(d, LowRank):
+                        work.view(d.up.shape[0], -1).addmm_(d.up.to(work), d.down.to(work), alpha=d.scale)
+                    else:
+                        dense = d(original.to(torch.float32)) if callable(d) else d
+                        dense = dense.to(device=work.device, dtype=torch.float32)
+                        if dense.shape != work.shape:
+                            if dense.numel() != work.numel():
+                                raise PatchError(f"delta of shape {tuple(dense.shape)} does not fit {name} "
+                                                 f"of shape {tuple(work.shape)}")
+                            dense = dense.reshape(work.shape)
+                        work.add_(dense)
+                out = self._buffers.get(name)
+                if out is None or out.shape != original.shape or out.dtype != original.dtype \
+                        or out.device != original.device:
+                    out = self._buffers[name] = torch.empty_like(original)
+                out.copy_(work)
+                self._originals[name] = original
+                param.data = out
+
+    def _scratch_view(self, like: torch.Tensor) -> torch.Tensor:
+        n = like.numel()
+        if self._scratch is None or self._scratch.numel() < n or self._scratch.device != like.device:
+            self._scratch = torch.empty(n, dtype=torch.float32, device=like.device)
+        return self._scratch[:n].view(like.shape)
+
+    def release(self) -> None:
+        """Free the merge buffers of parameters that are not patched now (memory back after LoRAs are gone)."""
+        self._buffers = {k: v for k, v in self._buffers.items() if k in self._originals}
+        self._scratch = None
 
     def restore(self) -> None:
         """Point every patched parameter back at its original tensor."""
@@ -106,7 +156,7 @@ class ModelPatcher:
     def patched(self, patches: Mapping[str, Sequence[Patch]], key: Hashable = None) -> Iterator[ModelPatcher]:
         """Apply `patches` for the duration of a block, then restore whatever was there before."""
         previous_key = self.current_key
-        previous = {name: self.parameter(name).data for name in self._originals}
+        previous = {name: self.parameter(name).data.clone() for name in self._originals}  # buffers get reused
         originals = dict(self._originals)
         self.apply(key if key is not None else object(), patches)
         try:
