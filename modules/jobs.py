@@ -109,9 +109,10 @@ class JobQueue:
                 job = self._queue.popleft()
                 self.current = job
             job.status, job.started = "running", time.time()
+            cancelled = job.state.interrupted  # read before begin() resets the flags for the run
             job.state.begin(job.name)
             try:
-                if job.state.interrupted:  # interrupted while still queued
+                if cancelled:
                     raise WebUIError("interrupted before it started")
                 job.result = job.fn(job.state)
                 job.status = "done"

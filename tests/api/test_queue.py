@@ -118,11 +118,6 @@ def test_skip_is_per_job(client, api_runtime) -> None:
     assert results["a"].status_code == 200 and len(out["images"]) == 1  # first image skipped, second made
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="jobs.py bug: JobState.begin() clears the interrupt flag before the "
-    "'interrupted while queued' check, so a queued job that was interrupted runs",
-)
 def test_interrupting_a_queued_job_cancels_it(client, api_runtime) -> None:
     results: dict = {}
     release, _ = block_queue(api_runtime)
