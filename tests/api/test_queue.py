@@ -6,8 +6,6 @@ import json
 import threading
 import time
 
-import pytest
-
 from tests.api.conftest import SMALL
 
 API = "/sdapi/v1"
