@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -150,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--progress-interval", type=float, default=0.2)
     p.add_argument("--timeout", type=float, default=300)
+    p.add_argument("--keep", action="store_true", help="keep the temporary data folder (server log, outputs)")
     p.add_argument("--fifo-margin", type=float, default=0.1, help="send-time gap below which order is not judged")
     args = p.parse_args(argv)
 
@@ -227,7 +229,11 @@ def main(argv: list[str] | None = None) -> int:
         and alive
     )
     print("RESULT:", "PASS" if ok else "FAIL")
-    print(f"data folder: {data} (statistics mean job latency {statistics.fmean(job_lat) if job_lat else 0:.3f}s)")
+    print(f"mean job latency {statistics.fmean(job_lat) if job_lat else 0:.3f}s")
+    if args.keep:
+        print(f"data folder kept: {data}")
+    else:
+        shutil.rmtree(data, ignore_errors=True)
     return 0 if ok else 1
 
 
