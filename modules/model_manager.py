@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -58,6 +59,9 @@ class ModelManager:
             if cached is not None:  # file replaced on disk since it was loaded
                 self._cache.pop(info.filename)
             say(f"Loading {info.title}...")
+            # Make room first (never the current model: a failed load must leave it serving), so peak memory
+            # is `limit` models plus the one being loaded, not one more.
+            self._evict(reserve=1)
             override = self.config_override if self._is_ckpt_flag_model(info) else info.config_override()
             try:
                 model = load_model(info.filename, device=self.policy.device, dtype=self.policy.dtype,
@@ -91,16 +95,19 @@ class ModelManager:
             except Exception:  # a callback (extension) must not break model loading
                 log.exception("model-loaded callback failed")
 
-    def _evict(self) -> None:
-        limit = max(1, int(self.cache_limit()))
-        while len(self._cache) > limit:
-            filename, (_m, model) = next(iter(self._cache.items()))
-            if self.current is model:
-                self._cache.move_to_end(filename)
-                continue
-            self._cache.pop(filename)
-            del model
+    def _evict(self, reserve: int = 0) -> None:
+        limit = max(1, int(self.cache_limit())) - reserve
+        evicted = False
+        while len(self._cache) > max(limit, 0):
+            candidates = [f for f, (_m, model) in self._cache.items() if model is not self.current]
+            if not candidates:
+                break
+            self._cache.pop(candidates[0])
+            evicted = True
+        if evicted:
             torch_gc()
+            _release_heap()
+
 
     def _hash_in_background(self, info: CheckpointInfo) -> None:
         # The sha256 of a multi-GB file takes seconds; A1111 computes it at load time, we do it
@@ -139,3 +146,15 @@ class ModelManager:
             return None
         entry = self._cache.get(info.filename)
         return entry[1] if entry else None
+
+
+def _release_heap() -> None:
+    """Hand freed heap pages back to the OS (glibc keeps them otherwise, and RSS grows with every switch)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return
+    with contextlib.suppress(OSError, AttributeError):  # not glibc (musl, macOS): nothing to do
+        ctypes.CDLL(name).malloc_trim(0)
