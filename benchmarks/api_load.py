@@ -61,18 +61,26 @@ def start_server(data: Path, port: int) -> subprocess.Popen:
     )
 
 
+def _log_tail(proc: subprocess.Popen) -> str:
+    log = Path(proc.args[3]) / "server.log"  # args: python webui.py --data-dir <data> ...
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+    except OSError:
+        return "(no server log)"
+
+
 def wait_ready(session, base: str, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
+            raise RuntimeError(f"server exited with {proc.returncode}: {_log_tail(proc)}")
         try:
             if session.get(f"{base}/options", timeout=2).json().get("sd_model_checkpoint"):
                 return
         except Exception:
             pass
         time.sleep(0.3)
-    raise RuntimeError("server did not become ready")
+    raise RuntimeError(f"server did not become ready in {timeout:.0f}s: {_log_tail(proc)}")
 
 
 def client_loop(
