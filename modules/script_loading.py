@@ -126,12 +126,13 @@ def setup_extensions(runtime: Any) -> None:
     report = load_scripts(found)
     errors = list(report.errors)
     runtime.scripts_txt2img = create_runner(report.classes, False, errors)
-    runtime.scripts_img2img = create_runner(report.classes, True, [])
+    # img2img's runner stays empty until there is an img2img tab to build its script UIs (and arg layout).
     script_callbacks.ui_settings_callback()  # extension settings exist for the API and config.json too
     for ext in found:
         for problem in ext.errors:
-            if problem not in errors:
-                errors.append(f"Extension {ext.name}: {problem}")
+            msg = problem if problem.startswith(f"Extension {ext.name}:") else f"Extension {ext.name}: {problem}"
+            if msg not in errors:
+                errors.append(msg)
     runtime.extension_errors = errors
     for msg in errors:
         runtime.warnings.append(msg)

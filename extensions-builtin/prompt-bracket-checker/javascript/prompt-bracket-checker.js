@@ -30,29 +30,30 @@
     }
     window.promptBracketProblem = bracketProblem;
 
-    function attach(textareaId, markerId) {
-        var box = gradioApp().querySelector("#" + textareaId + " textarea");
-        if (!box || box.dataset.bracketChecker) return;
-        box.dataset.bracketChecker = "1";
-        var marker = document.createElement("div");
-        marker.id = markerId;
-        marker.className = "prompt-bracket-warning";
-        marker.style.display = "none";
-        box.parentElement.appendChild(marker);
-        var check = function () {
-            var problem = bracketProblem(box.value);
-            marker.textContent = problem ? "⚠ " + problem : "";
-            marker.style.display = problem ? "" : "none";
-            box.classList.toggle("prompt-brackets-unbalanced", !!problem);
-            var counter = gradioApp().querySelector("#" + textareaId.replace("_prompt", "_token_counter"));
-            if (counter) counter.classList.toggle("prompt-brackets-unbalanced", !!problem);
-        };
-        box.addEventListener("input", check);
-        check();
+    // Gradio may re-create the textarea, so the marker is found or made on each check and input is delegated.
+    function check(textareaId, box) {
+        var markerId = textareaId + "_bracket_warning";
+        var marker = gradioApp().querySelector("#" + markerId);
+        if (!marker) {
+            marker = document.createElement("div");
+            marker.id = markerId;
+            marker.className = "prompt-bracket-warning";
+            marker.style.display = "none";
+            box.parentElement.appendChild(marker);
+        }
+        var problem = bracketProblem(box.value);
+        marker.textContent = problem ? "\u26a0 " + problem : "";
+        marker.style.display = problem ? "" : "none";
+        box.classList.toggle("prompt-brackets-unbalanced", !!problem);
     }
 
-    onUiLoaded(function () {
-        attach("txt2img_prompt", "txt2img_prompt_bracket_warning");
-        attach("txt2img_neg_prompt", "txt2img_neg_prompt_bracket_warning");
-    });
+    var IDS = ["txt2img_prompt", "txt2img_neg_prompt"];
+    document.addEventListener("input", function (e) {
+        var box = e.target;
+        if (!box || box.tagName !== "TEXTAREA") return;
+        for (var i = 0; i < IDS.length; i++) {
+            var owner = box.closest ? box.closest("#" + IDS[i]) : null;
+            if (owner) check(IDS[i], box);
+        }
+    }, true);
 })();
