@@ -84,6 +84,9 @@ class Runtime:
 
             registry.before_batch.append(VaeSelector(self.vaes))
             registry.register(ExtraNetworkLora(self.loras), aliases=("lyco",))
+            from modules.hypernetworks import ExtraNetworkHypernet, HypernetworkDatabase
+
+            registry.register(ExtraNetworkHypernet(HypernetworkDatabase([self.paths.hypernetwork_dir])))
             self._extra_networks = registry
         return self._extra_networks
 

@@ -252,3 +252,51 @@ def test_prompt_tag_changes_image_writes_hashes_and_restores(runtime, data_dir: 
     bad = generate(runtime, "a cat <lora:xl:1>")
     assert "xl:" in bad.comments and "SDXL" in bad.comments
     assert np.array_equal(pix(bad), pix(base))
+
+
+# --- hypernetworks (A1111 .pt) ----------------------------------------------------------------------------
+
+
+def write_hypernet(path: Path, width: int, seed: int = 0) -> dict:
+    def module() -> dict:
+        return {"linear.0.weight": g(2 * width, width, seed=seed), "linear.0.bias": g(2 * width, seed=seed + 1),
+                "linear.2.weight": g(width, 2 * width, seed=seed + 2), "linear.2.bias": g(width, seed=seed + 3)}
+
+    data = {width: [module(), module()], "activation_func": "relu", "layer_structure": [1, 2, 1],
+            "is_layer_norm": False, "activate_output": False, "name": path.stem, "step": 100}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(data, path)
+    return data
+
+
+def test_hypernetwork_module_matches_a1111_math(tmp_path: Path) -> None:
+    from modules.hypernetworks import load_hypernetwork
+
+    data = write_hypernet(tmp_path / "h.pt", 8)
+    net = load_hypernetwork(tmp_path / "h.pt")
+    k = net.layers[8][0]
+    k.multiplier = 0.5
+    x = torch.randn(2, 3, 8)
+    sd = data[8][0]
+    hidden = torch.relu(x @ sd["linear.0.weight"].T + sd["linear.0.bias"])
+    expected = x + (hidden @ sd["linear.2.weight"].T + sd["linear.2.bias"]) * 0.5
+    torch.testing.assert_close(k(x), expected)
+
+
+def test_hypernet_tag_changes_image_and_is_removed(runtime, data_dir: Path) -> None:
+    import numpy as np
+
+    write_hypernet(data_dir / "models" / "hypernetworks" / "anime.pt", 32)
+    write_hypernet(data_dir / "models" / "hypernetworks" / "sd1big.pt", 768)
+    write(data_dir / "models" / "Lora", "mystyle", {k: v * 20 for k, v in NETWORKS["lora"]().items()})
+    pix = lambda r: np.asarray(r.images[0], dtype=np.int16)  # noqa: E731
+    base = generate(runtime, "a cat")
+    hyper = generate(runtime, "a cat <hypernet:anime:1>")
+    assert np.abs(pix(base) - pix(hyper)).max() > 0
+    assert np.array_equal(pix(generate(runtime, "a cat <hypernet:anime:0>")), pix(base))
+    # Together with a LoRA on the same cross-attention layers, then both gone.
+    both = generate(runtime, "a cat <hypernet:anime:1> <lora:mystyle:1>")
+    assert both.comments == "" and np.abs(pix(both) - pix(hyper)).max() > 0
+    assert np.array_equal(pix(generate(runtime, "a cat")), pix(base))
+    wrong = generate(runtime, "a cat <hypernet:sd1big:1>")
+    assert "sd1big" in wrong.comments and np.array_equal(pix(wrong), pix(base))
