@@ -181,7 +181,7 @@ def module_index(model: Any) -> dict[str, tuple[str, torch.nn.Module]]:
 
     index: dict[str, tuple[str, torch.nn.Module]] = {}
     roots = model_roots(model)
-    te_prefixes = {"text_encoder": ["lora_te_", "lora_te1_"] if "text_encoder_2" in roots else ["lora_te_"],
+    te_prefixes = {"text_encoder": ["lora_te1_"] if "text_encoder_2" in roots else ["lora_te_"],
                    "text_encoder_2": ["lora_te2_"] if "text_encoder" in roots else ["lora_te2_", "lora_te_"]}
     for root_name, root in roots.items():
         per_block, up_attention = None, set()

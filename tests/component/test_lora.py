@@ -300,3 +300,17 @@ def test_hypernet_tag_changes_image_and_is_removed(runtime, data_dir: Path) -> N
     assert np.array_equal(pix(generate(runtime, "a cat")), pix(base))
     wrong = generate(runtime, "a cat <hypernet:sd1big:1>")
     assert "sd1big" in wrong.comments and np.array_equal(pix(wrong), pix(base))
+
+
+def test_sdxl_names_te1_te2_and_ldm_unet() -> None:
+    c = build_tiny_components("sdxl-base", seed=1)
+    model = SimpleNamespace(pipe=SimpleNamespace(unet=c["unet"], text_encoder=c["text_encoder"],
+                                                 text_encoder_2=c["text_encoder_2"]), extra={})
+    index = lora.module_index(model)
+    assert index["lora_te1_text_model_encoder_layers_0_self_attn_q_proj"][0].startswith("text_encoder.")
+    assert index["lora_te2_text_model_encoder_layers_0_mlp_fc1"][0].startswith("text_encoder_2.")
+    assert "lora_te_text_model_encoder_layers_0_self_attn_q_proj" not in index  # SD1 names do not hit SDXL
+    ldm = [k for k in index if k.startswith("lora_unet_input_blocks_") and k.endswith("attn2_to_k")]
+    diffusers_names = [k for k in index if k.startswith("lora_unet_down_blocks_") and k.endswith("attn2_to_k")]
+    assert ldm and len(ldm) == len(diffusers_names)
+    assert {index[k][0] for k in ldm} == {index[k][0] for k in diffusers_names}
