@@ -168,9 +168,18 @@ class LoraPage(Page):
         if not db.scanned:
             db.refresh()
         use_alias = self.runtime.opts.get("lora_preferred_name", "Alias from file") == "Alias from file"
+        model_version = self._model_version()
+        show_all = bool(self.runtime.opts.get("lora_show_all", False))
+        hide_unknown = model_version in (self.runtime.opts.get("lora_hide_unknown_for_versions") or [])
         cards = []
         for lora in db.files.values():
             user = read_user_metadata(lora.filename)
+            version = str(user.get("sd version") or "Unknown")
+            version = lora.sd_version if version == "Unknown" else version
+            # As A1111: networks for another model family are hidden unless "show all" is set.
+            if model_version and not show_all and (
+                    (version != "Unknown" and version != model_version) or (version == "Unknown" and hide_unknown)):
+                continue
             ref = lora.alias if use_alias and db.find(lora.alias) is lora else lora.name
             weight = user.get("preferred weight") or self.default_multiplier()
             prompt = f"<lora:{ref}:{_fmt_weight(weight)}>"
@@ -180,6 +189,13 @@ class LoraPage(Page):
                                          str(user.get("negative text") or ""), str(user.get("description") or ""),
                                          [lora.alias, str(user.get("activation text") or "")])))
         return cards
+
+
+    def _model_version(self) -> str | None:
+        model = getattr(self.runtime.models, "current", None)
+        if model is None:
+            return None
+        return "SDXL" if model.is_sdxl else "SD2" if model.is_sd2 else "SD1" if model.is_sd1 else None
 
 
 class HypernetworkPage(Page):

@@ -314,3 +314,19 @@ def test_sdxl_names_te1_te2_and_ldm_unet() -> None:
     diffusers_names = [k for k in index if k.startswith("lora_unet_down_blocks_") and k.endswith("attn2_to_k")]
     assert ldm and len(ldm) == len(diffusers_names)
     assert {index[k][0] for k in ldm} == {index[k][0] for k in diffusers_names}
+
+
+def test_lora_cards_hide_other_families_and_toggle(runtime, data_dir: Path) -> None:
+    from modules import ui_extra_networks as ui
+
+    write(data_dir / "models" / "Lora", "sd1net", NETWORKS["lora"](), {"ss_base_model_version": "sd_v1"})
+    write(data_dir / "models" / "Lora", "xlnet", NETWORKS["lora"](), {"ss_base_model_version": "sdxl_base_v1-0"})
+    page = ui.LoraPage(runtime)
+    page.refresh()
+    assert [c.name for c in page.items()] == ["sd1net"]
+    runtime.opts.set("lora_show_all", True)
+    assert sorted(c.name for c in page.items()) == ["sd1net", "xlnet"]
+    assert ui.toggle_in_prompt("a cat", "<lora:x:1>") == "a cat <lora:x:1>"
+    assert ui.toggle_in_prompt("a cat <lora:x:0.4>", "<lora:x:1>") == "a cat"
+    html_text = ui.render_cards("p", [ui.Card("<b>", Path("x"), description="<script>alert(1)</script>")])
+    assert "<script>" not in html_text and "&lt;script&gt;" in html_text and "<b>" not in html_text
