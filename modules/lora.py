@@ -307,14 +307,12 @@ def activate(model: Any, db: LoraDatabase, requests: list[LoraRequest],
             result.errors[req.name] = f"Lora not found: {req.name}"
             continue
         resolved.append((req, lora))
-        h = db.shorthash(lora)
-        if h:
-            result.hashes.append((req.name.replace(":", "").replace(",", ""), h))
     key = tuple((str(lora.filename), lora.mtime, req.te, req.unet, req.dyn) for req, lora in resolved)
     cached_errors = model.extra.get("lora_errors", {}) if key == patcher.current_key else None
     if cached_errors is not None:
         result.errors.update(cached_errors)
         result.te_salt = model.extra.get("lora_te_salt")
+        _add_hashes(result, db, resolved)
         return result
     index = module_index(model)
     merged: dict[str, list[Any]] = {}
@@ -341,7 +339,18 @@ def activate(model: Any, db: LoraDatabase, requests: list[LoraRequest],
     result.te_salt = salt
     if salt != previous_salt and on_text_encoder_change is not None:
         on_text_encoder_change(salt)
+    _add_hashes(result, db, resolved)
     return result
+
+
+def _add_hashes(result: ActivationResult, db: LoraDatabase, resolved: list[tuple[LoraRequest, LoraFile]]) -> None:
+    """Hashes of the LoRAs that were applied (not of the ones reported as errors), for `Lora hashes`."""
+    for req, lora in resolved:
+        if req.name in result.errors:
+            continue
+        h = db.shorthash(lora)
+        if h:
+            result.hashes.append((req.name.replace(":", "").replace(",", ""), h))
 
 
 def lora_hashes_infotext(hashes: list[tuple[str, str]]) -> str:

@@ -251,6 +251,7 @@ def test_prompt_tag_changes_image_writes_hashes_and_restores(runtime, data_dir: 
     assert np.array_equal(pix(restored), pix(base))
     bad = generate(runtime, "a cat <lora:xl:1>")
     assert "xl:" in bad.comments and "SDXL" in bad.comments
+    assert "Lora hashes" not in parse_generation_parameters(bad.info)  # only applied LoRAs are listed
     assert np.array_equal(pix(bad), pix(base))
 
 
