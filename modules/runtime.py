@@ -51,6 +51,7 @@ class Runtime:
     _loras: Any = None
     _extra_networks: Any = None
     _vaes: Any = None
+    _hypernetworks: Any = None
 
     # --- extra networks ------------------------------------------------------------------------
     @property
@@ -73,6 +74,15 @@ class Runtime:
         return self._vaes
 
     @property
+    def hypernetworks(self) -> Any:
+        """The HypernetworkDatabase over models/hypernetworks (`.pt`, recursive)."""
+        if self._hypernetworks is None:
+            from modules.hypernetworks import HypernetworkDatabase
+
+            self._hypernetworks = HypernetworkDatabase([self.paths.hypernetwork_dir])
+        return self._hypernetworks
+
+    @property
     def extra_networks(self) -> Any:
         """Handlers of `<lora:...>` (alias `<lyco:...>`) and the other extra-network tags."""
         if self._extra_networks is None:
@@ -84,9 +94,9 @@ class Runtime:
 
             registry.before_batch.append(VaeSelector(self.vaes))
             registry.register(ExtraNetworkLora(self.loras), aliases=("lyco",))
-            from modules.hypernetworks import ExtraNetworkHypernet, HypernetworkDatabase
+            from modules.hypernetworks import ExtraNetworkHypernet
 
-            registry.register(ExtraNetworkHypernet(HypernetworkDatabase([self.paths.hypernetwork_dir])))
+            registry.register(ExtraNetworkHypernet(self.hypernetworks))
             self._extra_networks = registry
         return self._extra_networks
 
