@@ -71,8 +71,8 @@ def conds_for_model(p: Any, model: Any, prompts: list[str], negatives: list[str]
         conditioner = p.conditioner if model is p.sd_model else p.runtime.conditioner_for(model)
     # Settings are read now, inside the job, so per-job overrides (override_settings) apply.
     options = ConditioningOptions.from_settings(p.opt)
-    if getattr(conditioner, "options", None) != options and hasattr(conditioner, "options"):
-        conditioner.options = options
+    if hasattr(conditioner, "set_options") and conditioner.options != options:
+        conditioner.set_options(options)
     key_extra = (steps, hires_steps, p.opt("CLIP_stop_at_last_layers", 1), p.opt("emphasis", "Original"),
                  p.opt("comma_padding_backtrack", 20), id(model), getattr(conditioner, "cache_salt", None))
     ukey = (tuple(negatives), *key_extra)
@@ -80,13 +80,17 @@ def conds_for_model(p: Any, model: Any, prompts: list[str], negatives: list[str]
     c_name, uc_name = (f"cached_{cache}_c", f"cached_{cache}_uc") if cache else ("cached_c", "cached_uc")
     cached_c, cached_uc = getattr(p, c_name, None) or {}, getattr(p, uc_name, None) or {}
     if cached_uc.get("key") != ukey:
+        # Marked as negative: SDXL encodes an empty negative prompt as zeros, as A1111 does.
+        negative_texts = prompt_parser.SdConditioning(negatives, is_negative_prompt=True)
         cached_uc = {"key": ukey, "value": prompt_parser.get_learned_conditioning(
-            conditioner, negatives, steps, hires_steps)}
+            conditioner, negative_texts, steps, hires_steps)}
         setattr(p, uc_name, cached_uc)
     if cached_c.get("key") != ckey:
         cached_c = {"key": ckey, "value": prompt_parser.get_multicond_learned_conditioning(
             conditioner, prompts, steps, hires_steps)}
         setattr(p, c_name, cached_c)
+    if hasattr(conditioner, "pop_extra_generation_params"):
+        p.extra_generation_params.update(conditioner.pop_extra_generation_params())  # TI hashes, Emphasis
     return cached_c["value"], cached_uc["value"]
 
 

@@ -99,6 +99,7 @@ class StableDiffusionProcessing:
         self.cached_uc: dict = {}
         self.job_timestamp = time.strftime("%Y%m%d%H%M%S")
         self.is_hr_pass = False
+        self.refiner_checkpoint_info: Any = None  # resolved from refiner_checkpoint by validation
 
     @property
     def sd_model_is_sdxl(self) -> bool:
@@ -125,6 +126,21 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
     hr_prompt: str = ""
     hr_negative_prompt: str = ""
     force_task_id: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # Set by validation and hires.prepare; A1111's attribute names, which extensions read.
+        self.hr_checkpoint_info: Any = None
+        self.hr_size: Any = None
+        self.hr_upscale_to_x = self.hr_upscale_to_y = 0
+        self.truncate_x = self.truncate_y = 0
+        self.latent_scale_mode: tuple[str, bool] | None = None
+        self.all_hr_prompts: list[str] = []
+        self.all_hr_negative_prompts: list[str] = []
+        self.hr_prompts: list[str] = []
+        self.hr_negative_prompts: list[str] = []
+        self.hr_c: Any = None
+        self.hr_uc: Any = None
 
 
 class Processed:
@@ -206,6 +222,9 @@ def create_infotext(p: StableDiffusionProcessing, all_prompts: list[str], all_se
         sched = sd_samplers.find_scheduler(cfg.scheduler)
     sched_label = sched.label
     uses_ensd = p.opt("eta_noise_seed_delta", 0) != 0 and cfg.uses_ensd
+    # Named as in A1111: callables in extra_generation_params (e.g. Hires prompt) receive these locals.
+    prompt_text = p.main_prompt if use_main_prompt else (all_prompts[index] if index < len(all_prompts) else "")
+    negative_prompt = p.main_negative_prompt if use_main_prompt else (negs[index] if index < len(negs) else "")
     params: dict[str, Any] = {
         "Steps": p.steps,
         "Sampler": p.sampler_name,
@@ -234,9 +253,7 @@ def create_infotext(p: StableDiffusionProcessing, all_prompts: list[str], all_se
         params[key] = value(**locals()) if callable(value) else value
     if p.opt("add_version_to_infotext", True):
         params["Version"] = VERSION
-    prompt = p.main_prompt if use_main_prompt else (all_prompts[index] if index < len(all_prompts) else "")
-    negative = p.main_negative_prompt if use_main_prompt else (negs[index] if index < len(negs) else "")
-    return infotext_mod.create_infotext(prompt, negative, params)
+    return infotext_mod.create_infotext(prompt_text, negative_prompt, params)
 
 
 def validate(p: StableDiffusionProcessing) -> None:
@@ -269,6 +286,16 @@ def validate(p: StableDiffusionProcessing) -> None:
         sd_samplers.split_sampler_and_scheduler(p.sampler_name, p.scheduler)
     except ValueError as e:
         raise ValidationError("sampler_name", str(e)) from None
+    validate_hires_and_refiner(p)
+
+
+def validate_hires_and_refiner(p: StableDiffusionProcessing) -> None:
+    """The hr_* fields (when hires fix is on) and the refiner checkpoint, resolved against the checkpoint list."""
+    from modules import hires, refiner
+
+    if getattr(p, "enable_hr", False):
+        hires.validate_hires(p)
+    refiner.validate_refiner(p)
 
 
 def process_images(p: StableDiffusionProcessing) -> Processed:

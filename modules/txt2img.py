@@ -43,6 +43,7 @@ def build_processing(runtime: Any, params: Txt2ImgParams, state: JobState, *, is
     p.state = state
     p.is_api = is_api
     p.conditioner = runtime.conditioner_for(model)
+    p.runtime = runtime  # hires checkpoint and refiner switch models through it
     p.styles_db = getattr(runtime, "styles", None)
     p.extra_networks = getattr(runtime, "extra_networks", None)  # <lora:...> handlers, VAE selection
     p.scripts = runtime.scripts_txt2img

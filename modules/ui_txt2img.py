@@ -13,8 +13,8 @@ from typing import Any
 import gradio as gr
 from pydantic import ValidationError as PydanticValidationError
 
+from modules import hires, sd_samplers, ui_scripts
 from modules import infotext as infotext_mod
-from modules import sd_samplers, ui_scripts
 from modules.params import Txt2ImgParams
 from modules.runtime import Runtime
 from modules.ui_extra_networks import create_extra_networks_ui
@@ -81,6 +81,7 @@ def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
                     c["scheduler"] = gr.Dropdown(schedulers, value="Automatic", label="Schedule type",
                                                  elem_id="txt2img_scheduler")
                     c["steps"] = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id="txt2img_steps")
+                _hires_and_refiner_ui(runtime, c)
                 with gr.Row(elem_id="txt2img_dimensions_row"):
                     with gr.Column(scale=4):
                         c["width"] = gr.Slider(64, 2048, value=512, step=8, label="Width", elem_id="txt2img_width")
@@ -129,7 +130,7 @@ def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
 
     fields = ["prompt", "negative_prompt", "sampler_name", "scheduler", "steps", "width", "height", "n_iter",
               "batch_size", "cfg_scale", "seed", "subseed_show", "subseed", "subseed_strength", "seed_resize_from_w",
-              "seed_resize_from_h", "styles"]
+              "seed_resize_from_h", "styles", *HIRES_REFINER_FIELDS]
 
     def generate(*values: Any) -> Iterator[tuple]:
         v = dict(zip(fields, values[:len(fields)], strict=True))
@@ -145,7 +146,8 @@ def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
                 batch_size=int(v["batch_size"]), cfg_scale=float(v["cfg_scale"]), seed=int(v["seed"] or -1),
                 subseed=int(v["subseed"] or -1), subseed_strength=float(v["subseed_strength"]),
                 seed_resize_from_w=int(v["seed_resize_from_w"]) or -1,
-                seed_resize_from_h=int(v["seed_resize_from_h"]) or -1, styles=list(v["styles"] or []))
+                seed_resize_from_h=int(v["seed_resize_from_h"]) or -1, styles=list(v["styles"] or []),
+                **hires_refiner_params(v))
         except (PydanticValidationError, TypeError, ValueError) as e:
             msg = _validation_message(e) if isinstance(e, PydanticValidationError) else str(e)
             yield gr.update(), "", "", "", _error_html(msg), "", ""
@@ -205,9 +207,7 @@ def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
 
     c["reuse_seed"].click(reuse_seed, inputs=[c["generation_info"]], outputs=[c["seed"]], api_visibility="private")
 
-    paste_outputs = [c[f] for f in ("prompt", "negative_prompt", "steps", "sampler_name", "scheduler", "cfg_scale",
-                                    "seed", "width", "height", "subseed_show", "subseed", "subseed_strength",
-                                    "seed_resize_from_w", "seed_resize_from_h")]
+    paste_outputs = [c[f] for f in PASTE_FIELDS]
 
     def paste(prompt: str) -> tuple:
         return paste_values(prompt)
@@ -215,13 +215,14 @@ def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
     c["paste"].click(paste, inputs=[c["prompt"]], outputs=paste_outputs, api_visibility="private")
     c["paste_outputs"] = paste_outputs
     wire_token_counters(runtime, c)
+    wire_hires_resolution(c)
     return c
 
 
 def paste_values(text: str) -> tuple:
     """Fill the txt2img fields from an infotext (A1111's ↙️ button)."""
     if not text or not text.strip():
-        return tuple(gr.update() for _ in range(14))
+        return tuple(gr.update() for _ in PASTE_FIELDS)
     res = infotext_mod.parse_generation_parameters(text)
 
     def get(key: str, cast: Any, default: Any = None) -> Any:
@@ -240,4 +241,139 @@ def paste_values(text: str) -> tuple:
     return (res.get("Prompt", ""), res.get("Negative prompt", ""), get("Steps", int), sampler, scheduler,
             get("CFG scale", float), get("Seed", int), get("Size-1", int), get("Size-2", int),
             has_extra, get("Variation seed", int), get("Variation seed strength", float),
-            get("Seed resize from-1", int), get("Seed resize from-2", int))
+            get("Seed resize from-1", int), get("Seed resize from-2", int), *_paste_hires_refiner(res, get))
+
+
+# --- Hires. fix and Refiner accordions (A1111's txt2img "accordions" section) ---------------------------------
+
+HIRES_REFINER_FIELDS = ("enable_hr", "hr_upscaler", "hr_second_pass_steps", "denoising_strength", "hr_scale",
+                        "hr_resize_x", "hr_resize_y", "hr_checkpoint_name", "hr_sampler_name", "hr_scheduler",
+                        "hr_prompt", "hr_negative_prompt", "refiner_enable", "refiner_checkpoint",
+                        "refiner_switch_at")
+PASTE_FIELDS = ("prompt", "negative_prompt", "steps", "sampler_name", "scheduler", "cfg_scale", "seed", "width",
+                "height", "subseed_show", "subseed", "subseed_strength", "seed_resize_from_w", "seed_resize_from_h",
+                *HIRES_REFINER_FIELDS)
+
+
+def _hr_resolution_text(width: float, height: float, scale: float, resize_x: float, resize_y: float) -> str:
+    """The accordion's "from WxH to W'xH'" note, by A1111's target-size rules."""
+    try:
+        w, h = int(width), int(height)
+        size = hires.target_size(w, h, float(scale), int(resize_x or 0), int(resize_y or 0))
+    except (TypeError, ValueError, ZeroDivisionError):
+        return ""
+    return f"from {w}x{h} to {size.width}x{size.height}"
+
+
+def _hires_and_refiner_ui(runtime: Runtime, c: dict[str, Any]) -> None:
+    """Hires. fix and Refiner accordions with A1111's element ids; fills `c` with HIRES_REFINER_FIELDS."""
+    opts = runtime.opts
+    titles = runtime.checkpoint_titles()
+    show_sampler = bool(opts.get("hires_fix_show_sampler", False))
+    show_prompts = bool(opts.get("hires_fix_show_prompts", False))
+    with gr.Row(elem_id="txt2img_accordions"):
+        with gr.Accordion("Hires. fix", open=False, elem_id="txt2img_hr"):
+            c["enable_hr"] = gr.Checkbox(label="Enable", value=False, elem_id="txt2img_enable_hr")
+            c["hr_final_resolution"] = gr.Markdown(_hr_resolution_text(512, 512, 2.0, 0, 0),
+                                                   elem_id="txt2img_hr_finalres")
+            with gr.Row(elem_id="txt2img_hires_fix_row1"):
+                c["hr_upscaler"] = gr.Dropdown(hires.upscaler_names(), value=hires.LATENT_UPSCALE_DEFAULT,
+                                               label="Upscaler", elem_id="txt2img_hr_upscaler")
+                c["hr_second_pass_steps"] = gr.Slider(0, 150, value=0, step=1, label="Hires steps",
+                                                      elem_id="txt2img_hires_steps")
+                c["denoising_strength"] = gr.Slider(0.0, 1.0, value=0.7, step=0.01, label="Denoising strength",
+                                                    elem_id="txt2img_denoising_strength")
+            with gr.Row(elem_id="txt2img_hires_fix_row2"):
+                c["hr_scale"] = gr.Slider(1.0, 4.0, value=2.0, step=0.05, label="Upscale by",
+                                          elem_id="txt2img_hr_scale")
+                c["hr_resize_x"] = gr.Slider(0, 2048, value=0, step=8, label="Resize width to",
+                                             elem_id="txt2img_hr_resize_x")
+                c["hr_resize_y"] = gr.Slider(0, 2048, value=0, step=8, label="Resize height to",
+                                             elem_id="txt2img_hr_resize_y")
+            with gr.Row(elem_id="txt2img_hires_fix_row3", visible=show_sampler):
+                # allow_custom_value: a pasted infotext names the checkpoint by its short title.
+                c["hr_checkpoint_name"] = gr.Dropdown([hires.SAME_CHECKPOINT, *titles], value=hires.SAME_CHECKPOINT,
+                                                      label="Checkpoint", elem_id="hr_checkpoint",
+                                                      allow_custom_value=True)
+                c["hr_sampler_name"] = gr.Dropdown([hires.SAME_SAMPLER, *sd_samplers.sampler_names()],
+                                                   value=hires.SAME_SAMPLER, label="Hires sampling method",
+                                                   elem_id="hr_sampler")
+                c["hr_scheduler"] = gr.Dropdown([hires.SAME_SCHEDULER, *sd_samplers.scheduler_labels()],
+                                                value=hires.SAME_SCHEDULER, label="Hires schedule type",
+                                                elem_id="hr_scheduler")
+            with gr.Row(elem_id="txt2img_hires_fix_row4", visible=show_prompts):
+                c["hr_prompt"] = gr.Textbox(label="Hires prompt", elem_id="hires_prompt", lines=3,
+                                            placeholder="Prompt for hires fix pass.\nLeave empty to use the same "
+                                                        "prompt as in first pass.")
+                c["hr_negative_prompt"] = gr.Textbox(label="Hires negative prompt", elem_id="hires_neg_prompt",
+                                                     lines=3, placeholder="Negative prompt for hires fix pass.\n"
+                                                                          "Leave empty to use the same negative "
+                                                                          "prompt as in first pass.")
+        with gr.Accordion("Refiner", open=False, elem_id="txt2img_refiner"):
+            c["refiner_enable"] = gr.Checkbox(label="Enable", value=False, elem_id="txt2img_refiner_enable")
+            with gr.Row():
+                c["refiner_checkpoint"] = gr.Dropdown(["None", *titles], value="None", label="Checkpoint",
+                                                      elem_id="txt2img_checkpoint", allow_custom_value=True)
+                c["refiner_refresh"] = gr.Button("🔄", elem_id="txt2img_checkpoint_refresh", elem_classes=["tool"],
+                                                 scale=0, min_width=40)
+                c["refiner_switch_at"] = gr.Slider(0.01, 1.0, value=0.8, step=0.01, label="Switch at",
+                                                   elem_id="txt2img_switch_at")
+
+    def refresh_refiner() -> Any:
+        return gr.update(choices=["None", *runtime.refresh_checkpoints()])
+
+    c["refiner_refresh"].click(refresh_refiner, outputs=[c["refiner_checkpoint"]], api_visibility="private")
+
+
+def wire_hires_resolution(c: dict[str, Any]) -> None:
+    """Keep the "from WxH to W'xH'" note current (called once width and height exist)."""
+    inputs = [c[k] for k in ("width", "height", "hr_scale", "hr_resize_x", "hr_resize_y")]
+    for component in inputs:
+        component.change(_hr_resolution_text, inputs=inputs, outputs=[c["hr_final_resolution"]],
+                         api_visibility="private", show_progress="hidden")
+
+
+def hires_refiner_params(v: dict[str, Any]) -> dict[str, Any]:
+    """Txt2ImgParams fields from the accordion values ("Use same ..." choices become None, as A1111's handler)."""
+    refiner_on = bool(v.get("refiner_enable")) and v.get("refiner_checkpoint") not in (None, "", "None")
+    return {
+        "enable_hr": bool(v.get("enable_hr")),
+        "hr_upscaler": v.get("hr_upscaler") or None,
+        "hr_second_pass_steps": int(v.get("hr_second_pass_steps") or 0),
+        "denoising_strength": float(v.get("denoising_strength") if v.get("denoising_strength") is not None else 0.7),
+        "hr_scale": float(v.get("hr_scale") or 2.0),
+        "hr_resize_x": int(v.get("hr_resize_x") or 0),
+        "hr_resize_y": int(v.get("hr_resize_y") or 0),
+        "hr_checkpoint_name": None if v.get("hr_checkpoint_name") in (None, "", hires.SAME_CHECKPOINT)
+        else v["hr_checkpoint_name"],
+        "hr_sampler_name": None if v.get("hr_sampler_name") in (None, "", hires.SAME_SAMPLER) else v["hr_sampler_name"],
+        "hr_scheduler": None if v.get("hr_scheduler") in (None, "", hires.SAME_SCHEDULER) else v["hr_scheduler"],
+        "hr_prompt": v.get("hr_prompt") or "",
+        "hr_negative_prompt": v.get("hr_negative_prompt") or "",
+        "refiner_checkpoint": v["refiner_checkpoint"] if refiner_on else None,
+        "refiner_switch_at": float(v["refiner_switch_at"]) if refiner_on else None,
+    }
+
+
+def _paste_hires_refiner(res: dict[str, Any], get: Any) -> tuple:
+    """Accordion values from a parsed infotext, with A1111's defaults for missing hires keys."""
+    enable_hr = "Denoising strength" in res and any(
+        k in res for k in ("Hires upscale", "Hires upscaler", "Hires resize-1"))
+    has_refiner = "Refiner" in res
+    return (
+        enable_hr,
+        res.get("Hires upscaler", gr.update()),
+        get("Hires steps", int, 0) if enable_hr else gr.update(),
+        get("Denoising strength", float),
+        get("Hires upscale", float),
+        get("Hires resize-1", int, 0) if enable_hr else gr.update(),
+        get("Hires resize-2", int, 0) if enable_hr else gr.update(),
+        res.get("Hires checkpoint", hires.SAME_CHECKPOINT),
+        res.get("Hires sampler", hires.SAME_SAMPLER),
+        res.get("Hires schedule type", hires.SAME_SCHEDULER),
+        res.get("Hires prompt", ""),
+        res.get("Hires negative prompt", ""),
+        has_refiner,
+        res["Refiner"] if has_refiner else gr.update(),
+        get("Refiner switch at", float),
+    )
