@@ -11,6 +11,7 @@ from PIL import Image
 
 from modules import extra_networks, images, prompt_parser, rng, sd_samplers
 from modules.denoiser import CFGDenoiser, DenoiserHooks, UNetModel
+from modules.errors import WebUIError
 from modules.extra_networks_syntax import extract_extra_networks, parse_prompts
 from modules.scripts import PostprocessBatchListArgs, PostprocessImageArgs
 
@@ -181,6 +182,10 @@ def decode_latents(model: Any, latents: torch.Tensor, auto_upcast: bool = True) 
             log.warning("VAE produced NaNs in %s; decoding again in float32", param.dtype)
             vae.to(torch.float32)
             out = vae.decode(scaled.to(param.device, torch.float32), return_dict=False)[0]
+    if torch.isnan(out).any():
+        # A1111's NansException: say so instead of saving a black image.
+        raise WebUIError("The image came out as NaN values (the model or VAE overflowed at this precision). "
+                         "Try lower prompt weights, another VAE, or --no-half / --no-half-vae.")
     return ((out.float() + 1) / 2).clamp(0, 1)
 
 

@@ -41,6 +41,7 @@ def build_options_table() -> dict[str, OptionInfo]:
         "target_side_length": _o(4000.0, "Width/height limit for the above option, in pixels"),
         "save_txt": _o(False, "Create a text file with infotext next to every image"),
         "save_images_before_highres_fix": _o(False, "Save a copy of image before applying highres fix."),
+        "save_write_log_csv": _o(True, "Write log.csv when saving images using 'Save' button"),
     }))
     t.update(options_section(("saving-paths", "Paths for saving"), {
         "outdir_samples": _o("", "Output directory for images; if empty, defaults to three directories below"),
@@ -78,6 +79,12 @@ def build_options_table() -> dict[str, OptionInfo]:
         "randn_source": _o("GPU", "Random number generator source.", "radio", choices=("GPU", "CPU", "NV"),
                            infotext="RNG"),
         "tiling": _o(False, "Tiling", infotext="Tiling"),
+        "refiner_switch_by_sample_steps": _o(False, "Switch to refiner by sampling steps instead of model timesteps",
+                                             infotext="Refiner switch by sampling steps"),
+        "img2img_extra_noise": _o(0.0, "Extra noise multiplier for img2img and hires fix", "slider",
+                                  component_args={"minimum": 0.0, "maximum": 1.0, "step": 0.01},
+                                  infotext="Extra noise"),
+        "img2img_fix_steps": _o(False, "With img2img, do exactly the amount of steps the slider specifies"),
         "hires_fix_refiner_pass": _o("second pass", "Hires fix: which pass to enable refiner for", "radio",
                                      choices=("first pass", "second pass", "both passes")),
         "enable_prompt_comments": _o(True, "Enable comments"),
@@ -138,6 +145,8 @@ def build_options_table() -> dict[str, OptionInfo]:
     }))
     t.update(options_section(("ui", "User interface"), {
         "quicksettings_list": _o(["sd_model_checkpoint"], "Quicksettings list", "dropdown"),
+        "hires_fix_show_sampler": _o(False, "Hires fix: show hires checkpoint and sampler selection"),
+        "hires_fix_show_prompts": _o(False, "Hires fix: show hires prompt and negative prompt"),
         "sd_checkpoint_dropdown_use_short": _o(False, "Checkpoint dropdown: use filenames without paths"),
         "send_seed": _o(True, "Send seed when sending prompt or image to other interface"),
         "send_size": _o(True, "Send size when sending prompt or image to another interface"),

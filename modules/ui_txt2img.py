@@ -18,6 +18,7 @@ from modules import infotext as infotext_mod
 from modules.params import Txt2ImgParams
 from modules.runtime import Runtime
 from modules.ui_extra_networks import create_extra_networks_ui
+from modules.ui_output_panel import create_output_buttons
 from modules.ui_toprow import create_styles_ui, create_token_counters, wire_token_counters
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
                 c["html_log"] = gr.HTML(elem_id="html_log_txt2img")
                 c["infotext"] = gr.Textbox(label="Infotext", elem_id="txt2img_info", interactive=False, lines=3,
                                            visible=True, buttons=["copy"])
+                create_output_buttons(runtime, "txt2img", c)
         c["extra_networks"] = create_extra_networks_ui(runtime, "txt2img", c)
 
     fields = ["prompt", "negative_prompt", "sampler_name", "scheduler", "steps", "width", "height", "n_iter",
