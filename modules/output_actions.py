@@ -35,10 +35,11 @@ def save_selected(outdir: Path, gallery_files: list[str], generation_info: str, 
     outdir.mkdir(parents=True, exist_ok=True)
     log_path = outdir.parent / "log.csv"
     written: list[str] = []
+    write_log = opts is None or bool(opts.get("save_write_log_csv", True))
     new_log = not log_path.exists()
-    with open(log_path, "a", newline="", encoding="utf8") as f:
+    with open(log_path if write_log else os.devnull, "a", newline="", encoding="utf8") as f:
         writer = csv.writer(f)
-        if new_log:
+        if new_log and write_log:
             writer.writerow(LOG_COLUMNS)
         for i in chosen:
             if not 0 <= i < len(gallery_files):
