@@ -34,7 +34,7 @@ def test_no_checkpoint_page_says_where(page, tmp_path: Path, monkeypatch) -> Non
         assert page.evaluate("typeof gradioApp === 'function' && typeof onUiLoaded === 'function'"
                              " && typeof onUiUpdate === 'function'")
         assert page.evaluate("!!gradioApp().querySelector('#quicksettings') && !!gradioApp().querySelector('#tabs')")
-        assert page.locator("#tab_settings").count() == 1
+        assert page.get_by_role("tab", name="Settings").count() == 1
         # Offline, the offered download fails fast with the same plain message.
         page.locator("#sd_model_download").click()
         status.filter(has_text="Could not download").wait_for(timeout=30000)
