@@ -124,9 +124,12 @@ def _step_callback(p: Any, denoiser: Any, steps: int, is_sdxl: bool) -> Any:
         p.state.set_step(step, steps)
         p.state.current_latent = d["denoised"]
         if p.opt("live_previews_enable", True) and preview_every > 0 and step % preview_every == 0:
-            from modules.sd_vae_approx import cheap_approximation
+            from modules.live_preview import preview_image
 
-            p.state.current_image = cheap_approximation(d["denoised"][0].float(), is_sdxl)
+            runtime = getattr(p, "runtime", None)
+            models_dir = runtime.paths.models_dir if runtime is not None else None
+            p.state.current_image = preview_image(p.opt("show_progress_type", "TAESD"), d["denoised"][0], is_sdxl,
+                                                  models_dir)
             p.state.current_image_sampling_step = step
             p.state.id_live_preview += 1
         for hook in hooks.after_step:

@@ -140,8 +140,8 @@ def build_options_table() -> dict[str, OptionInfo]:
         "live_previews_enable": _o(True, "Show live previews of the created image"),
         "show_progress_every_n_steps": _o(10, "Live preview display period", "slider",
                                           component_args={"minimum": -1, "maximum": 32, "step": 1}),
-        "show_progress_type": _o("Approx cheap", "Live preview method", "radio",
-                                 choices=("Full", "Approx cheap", "TAESD")),
+        "show_progress_type": _o("TAESD", "Live preview method (TAESD falls back to Approx cheap without its "
+                                 "weights in models/VAE-approx)", "radio", choices=("Full", "Approx cheap", "TAESD")),
     }))
     t.update(options_section(("ui", "User interface"), {
         "quicksettings_list": _o(["sd_model_checkpoint"], "Quicksettings list", "dropdown"),

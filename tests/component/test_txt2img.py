@@ -282,3 +282,33 @@ def test_styles_applied_and_recorded(make_runtime, data_dir: Path) -> None:
     r = run(rt, prompt="a cat # a comment", negative_prompt="", styles=["Grain"], seed=1)
     assert r.infotexts[0].startswith("a cat, film grain\nNegative prompt: lowres\n")
     assert r.all_prompts == ["a cat, film grain"]
+
+
+def test_live_preview_uses_taesd_when_present_else_cheap(runtime, data_dir: Path) -> None:
+    from diffusers import AutoencoderTiny
+
+    runtime.opts.set("show_progress_every_n_steps", 1)
+    previews: list = []
+
+    def run_capturing() -> None:
+        from modules.denoiser import DenoiserHooks
+
+        params = Txt2ImgParams(prompt="x", width=64, height=64, steps=2, seed=1)
+
+        def job(state):
+            p = txt2img.build_processing(runtime, params, state)
+            p.hooks = DenoiserHooks(after_step=[lambda d: previews.append(state.current_image)])
+            from modules.processing import process_images
+
+            return process_images(p)
+
+        runtime.jobs.run("preview", job)
+
+    run_capturing()
+    assert previews[-1].size == (8, 8)  # cheap approximation: one pixel per latent cell
+    torch.manual_seed(0)
+    AutoencoderTiny(encoder_block_out_channels=(8, 8), decoder_block_out_channels=(8, 8), num_encoder_blocks=(1, 1),
+                    num_decoder_blocks=(1, 1)).save_pretrained(data_dir / "models" / "VAE-approx" / "taesd")
+    previews.clear()
+    run_capturing()
+    assert previews[-1].size == (16, 16)  # the TAESD decoder upsampled the latent
