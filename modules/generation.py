@@ -128,8 +128,10 @@ def _step_callback(p: Any, denoiser: Any, steps: int, is_sdxl: bool) -> Any:
 
             runtime = getattr(p, "runtime", None)
             models_dir = runtime.paths.models_dir if runtime is not None else None
-            p.state.current_image = preview_image(p.opt("show_progress_type", "TAESD"), d["denoised"][0], is_sdxl,
-                                                  models_dir)
+            model = p.sd_model
+            p.state.current_image = preview_image(
+                p.opt("show_progress_type", "TAESD"), d["denoised"][0], is_sdxl, models_dir,
+                decode_full=lambda lat: to_pil(decode_latents(model, lat[None].float())[0]))
             p.state.current_image_sampling_step = step
             p.state.id_live_preview += 1
         for hook in hooks.after_step:
