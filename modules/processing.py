@@ -196,6 +196,9 @@ class Processed:
             "index_of_first_image": self.index_of_first_image, "infotexts": self.infotexts,
             "styles": self.styles, "job_timestamp": self.job_timestamp, "clip_skip": self.clip_skip,
             "is_using_inpainting_conditioning": self.is_using_inpainting_conditioning, "version": self.version,
+            # Not in A1111's info: what went wrong without failing the job (a LoRA that does not fit, a file that
+            # could not be saved), so API clients see what the UI log shows.
+            "comments": self.comments, "errors": list(self.errors),
         })
 
 

@@ -718,3 +718,21 @@ def test_cross_origin_state_change_refused(client, api_runtime, origin: str) -> 
 
 def test_same_origin_post_allowed(client) -> None:
     assert client.post(f"{API}/skip", headers={"origin": "http://testserver"}).status_code == 200
+
+
+def test_lora_that_does_not_fit_is_reported_in_info(client, api_runtime, api_data_dir) -> None:
+    import json as _json
+
+    import torch
+    from safetensors.torch import save_file
+
+    lora_dir = api_data_dir / "models" / "Lora"
+    lora_dir.mkdir(parents=True, exist_ok=True)
+    # SDXL-only key names (te2) cannot apply to the SD1 model under test
+    save_file({"lora_te2_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight": torch.zeros(4, 32),
+               "lora_te2_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight": torch.zeros(32, 4)},
+              str(lora_dir / "xlonly.safetensors"))
+    r = client.post("/sdapi/v1/txt2img", json={**SMALL, "prompt": "a cat <lora:xlonly:1>"})
+    assert r.status_code == 200, r.text
+    info = _json.loads(r.json()["info"])
+    assert any("xlonly" in e for e in info["errors"]), info["errors"]
