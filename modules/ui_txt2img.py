@@ -77,8 +77,10 @@ def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
         with gr.Row(equal_height=False, elem_id="txt2img_settings_row"):
             with gr.Column(elem_id="txt2img_settings"):
                 with gr.Row(elem_id="txt2img_sampler_row"):
+                    missing = ", ".join(sd_samplers.MISSING_SAMPLERS)
                     c["sampler_name"] = gr.Dropdown(samplers, value=samplers[0], label="Sampling method",
-                                                    elem_id="txt2img_sampling")
+                                                    elem_id="txt2img_sampling",
+                                                    info=f"Not available yet: {missing}" if missing else None)
                     c["scheduler"] = gr.Dropdown(schedulers, value="Automatic", label="Schedule type",
                                                  elem_id="txt2img_scheduler")
                     c["steps"] = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id="txt2img_steps")

@@ -42,6 +42,8 @@ def test_generate_shows_image_and_infotext(page, tmp_path: Path) -> None:
         assert "Seed: 1234" in text and "Size: 64x64" in text and "Model: tiny" in text
         assert "Sampler: DPM++ 2M" in text and "Schedule type: Karras" in text
         assert "Time taken" in page.locator("#html_log_txt2img").inner_text()
+        # A sampler we do not have is named as missing, never silently replaced.
+        assert "Not available yet: DDIM CFG++" in page.locator("#txt2img_sampling").inner_text()
         # The image the gallery shows keeps its infotext (PNG parameters chunk).
         src = page.locator("#txt2img_gallery img").first.get_attribute("src")
         data = page.evaluate("async (u) => { const r = await fetch(u); const b = new Uint8Array(await r.arrayBuffer());"
