@@ -37,3 +37,14 @@ def make_runtime(data_dir: Path):
         return create_runtime(["--data-dir", str(data_dir), *flags], environ={})
 
     return make
+
+
+@pytest.fixture
+def runtime(make_runtime, data_dir: Path):
+    """A fp32 runtime with a tiny SD1 checkpoint (`tiny.safetensors`, seed 7) loaded."""
+    from tests.fixtures.tiny_models import write_tiny_checkpoint
+
+    write_tiny_checkpoint("sd1", data_dir / "models" / "Stable-diffusion", "tiny", seed=7)
+    rt = make_runtime("--no-half")
+    rt.switch_checkpoint("tiny.safetensors")
+    return rt

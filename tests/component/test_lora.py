@@ -204,16 +204,6 @@ def test_request_parsing_a1111_args() -> None:
         lora.LoraRequest.from_params(P(["x", "abc"]))
 
 
-@pytest.fixture
-def runtime(make_runtime, data_dir: Path):
-    from tests.fixtures.tiny_models import write_tiny_checkpoint
-
-    write_tiny_checkpoint("sd1", data_dir / "models" / "Stable-diffusion", "tiny", seed=7)
-    rt = make_runtime("--no-half")
-    rt.switch_checkpoint("tiny.safetensors")
-    return rt
-
-
 def generate(rt, prompt: str):
     from modules import txt2img
     from modules.params import Txt2ImgParams

@@ -18,14 +18,6 @@ from modules.state import JobState
 from tests.fixtures.tiny_models import write_tiny_checkpoint
 
 
-@pytest.fixture
-def runtime(make_runtime, data_dir: Path):
-    write_tiny_checkpoint("sd1", data_dir / "models" / "Stable-diffusion", "tiny", seed=7)
-    rt = make_runtime("--no-half")
-    rt.switch_checkpoint("tiny.safetensors")
-    return rt
-
-
 def run(rt, **kw):
     kw.setdefault("width", 64)
     kw.setdefault("height", 64)

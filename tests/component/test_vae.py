@@ -17,14 +17,6 @@ from modules.ldm_export import vae_to_ldm
 from tests.fixtures.tiny_models import build_tiny_components, write_tiny_checkpoint
 
 
-@pytest.fixture
-def runtime(make_runtime, data_dir: Path):
-    write_tiny_checkpoint("sd1", data_dir / "models" / "Stable-diffusion", "tiny", seed=7)
-    rt = make_runtime("--no-half")
-    rt.switch_checkpoint("tiny.safetensors")
-    return rt
-
-
 def write_vae(path: Path, seed: int) -> Path:
     vae = build_tiny_components("sd1", seed=seed)["vae"]
     path.parent.mkdir(parents=True, exist_ok=True)
