@@ -292,7 +292,7 @@ def sample_img2img(p: Any, x: torch.Tensor, c: Any, uc: Any, seeds: list[int], s
         xi = x * a.sqrt() + noise * (1 - a).sqrt()
         if extra_noise > 0:
             p.extra_generation_params["Extra noise"] = extra_noise
-            xi = xi + noise * extra_noise * a.sqrt()
+            xi = xi + _extra_noise(noise, x, xi) * extra_noise * a.sqrt()
         return sd_samplers.sample(sampler_name, EpsFromDenoiser(denoiser, inner), xi, timesteps[:t_enc],
                                   callback=callback, randn_like=randn_like, seeds=seeds, alphas_cumprod=ac,
                                   eta=extra["eta"], is_img2img=True, unipc_options=_unipc_options(p))
@@ -307,7 +307,7 @@ def sample_img2img(p: Any, x: torch.Tensor, c: Any, uc: Any, seeds: list[int], s
     xi = x + noise * sigma_sched[0]
     if extra_noise > 0:
         p.extra_generation_params["Extra noise"] = extra_noise
-        xi = xi + noise * extra_noise
+        xi = xi + _extra_noise(noise, x, xi) * extra_noise
     noise_sampler = None
     brownian_seeds = seeds if p.opt("enable_batch_seeds", True) else [seeds[0]]
     if cfg.brownian_noise:  # A1111 spans the tree over the whole schedule, not just the part that runs
@@ -319,6 +319,15 @@ def sample_img2img(p: Any, x: torch.Tensor, c: Any, uc: Any, seeds: list[int], s
                               s_churn=extra["s_churn"], s_tmin=extra["s_tmin"], s_tmax=extra["s_tmax"],
                               s_noise=extra["s_noise"], randn_like=randn_like, seeds=brownian_seeds,
                               noise_sampler=noise_sampler, alphas_cumprod=ac, is_img2img=True)
+
+
+def _extra_noise(noise: torch.Tensor, x: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
+    """The noise added by the extra-noise setting, after on_extra_noise callbacks had the chance to replace it."""
+    from modules import script_callbacks
+
+    params = script_callbacks.ExtraNoiseParams(noise, x, xi)
+    script_callbacks.extra_noise_callback(params)
+    return params.noise
 
 
 def _img2img_steps(p: Any, requested: int | None) -> tuple[int, int]:

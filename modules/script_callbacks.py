@@ -58,6 +58,10 @@ CATEGORIES = (
 callback_map: dict[str, list[ScriptCallback]] = {f"callbacks_{c}": [] for c in CATEGORIES}
 errors: list[str] = []
 """Messages of callbacks that raised, `<callback name>: <error>`; shown on the Extensions tab."""
+listed_optimizers: list[Any] = []
+"""What on_list_optimizers callbacks added at start-up (kept for a future cross-attention optimizer choice)."""
+listed_unets: list[Any] = []
+"""What on_list_unets callbacks added at start-up (kept for a future SD Unet choice)."""
 
 
 def _registering_file() -> str:
@@ -104,6 +108,8 @@ def clear_callbacks() -> None:
     for items in callback_map.values():
         items.clear()
     errors.clear()
+    listed_optimizers.clear()
+    listed_unets.clear()
 
 
 def remove_current_script_callbacks() -> None:
@@ -213,12 +219,14 @@ def before_ui_callback() -> None:
 def list_optimizers_callback() -> list[Any]:
     res: list[Any] = []
     _run("list_optimizers", res)
+    listed_optimizers[:] = res
     return res
 
 
 def list_unets_callback() -> list[Any]:
     res: list[Any] = []
     _run("list_unets", res)
+    listed_unets[:] = res
     return res
 
 

@@ -128,6 +128,9 @@ def setup_extensions(runtime: Any) -> None:
     runtime.scripts_txt2img = create_runner(report.classes, False, errors)
     # img2img's runner stays empty until there is an img2img tab to build its script UIs (and arg layout).
     script_callbacks.ui_settings_callback()  # extension settings exist for the API and config.json too
+    # A1111 asks once at start for extra cross-attention optimizers and SD Unets; we keep the answers.
+    script_callbacks.list_optimizers_callback()
+    script_callbacks.list_unets_callback()
     for ext in found:
         for problem in ext.errors:
             msg = problem if problem.startswith(f"Extension {ext.name}:") else f"Extension {ext.name}: {problem}"

@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from modules import prompt_parser
+from modules import prompt_parser, script_callbacks
 from modules.errors import WebUIError
 from modules.paths import CONFIGS_PATH
 from modules.runtime import Runtime
@@ -35,7 +35,9 @@ def token_counter_html(runtime: Runtime, text: str, styles: list[str] | None, st
     """`N/75` as A1111 shows it; red with the reason when brackets do not balance."""
     from modules.token_counter import count_tokens
 
-    text = text or ""
+    params = script_callbacks.BeforeTokenCounterParams(text or "", steps, list(styles or []), is_positive=positive)
+    script_callbacks.before_token_counter_callback(params)  # extensions may rewrite what gets counted
+    text, steps, styles, positive = params.prompt or "", params.steps, params.styles, params.is_positive
     if styles and runtime.styles is not None:
         apply = runtime.styles.apply_styles_to_prompt if positive else runtime.styles.apply_negative_styles_to_prompt
         text = apply(text, styles)

@@ -13,7 +13,7 @@ from typing import Any
 import gradio as gr
 from pydantic import ValidationError as PydanticValidationError
 
-from modules import hires, sd_samplers, ui_scripts
+from modules import hires, script_callbacks, sd_samplers, ui_scripts
 from modules import infotext as infotext_mod
 from modules.params import Txt2ImgParams
 from modules.runtime import Runtime
@@ -228,6 +228,7 @@ def paste_values(text: str) -> tuple:
     if not text or not text.strip():
         return tuple(gr.update() for _ in PASTE_FIELDS)
     res = infotext_mod.parse_generation_parameters(text)
+    script_callbacks.infotext_pasted_callback(text, res)  # extensions may add or rewrite parsed fields
 
     def get(key: str, cast: Any, default: Any = None) -> Any:
         if key not in res:

@@ -257,3 +257,79 @@ def test_page_head_carries_extension_js_and_css(sample_runtime) -> None:
     head = head_html(rt)
     assert "window.sampleExtensionLoaded = true" in head and "rgb(1, 2, 3)" in head
     assert "promptBracketProblem" in head
+
+
+# --- callbacks fired from their A1111 places ------------------------------------------------------------
+def test_list_optimizers_and_unets_fire_once_at_start(make_runtime, data_dir: Path) -> None:
+    calls = data_dir / "calls.txt"
+    write_ext(data_dir / "extensions", "lister", {"scripts/l.py": (
+        "from modules import script_callbacks\n"
+        f"def opt(res):\n    open({str(calls)!r}, 'a').write('x')\n    res.append('my-optimizer')\n"
+        "script_callbacks.on_list_optimizers(opt)\n"
+        "script_callbacks.on_list_unets(lambda res: res.extend(['unet-a', 'unet-b']))\n")})
+    make_runtime()
+    assert script_callbacks.listed_optimizers == ["my-optimizer"]
+    assert script_callbacks.listed_unets == ["unet-a", "unet-b"]
+    assert calls.read_text() == "x"
+
+
+def test_infotext_pasted_callback_can_rewrite_parsed_fields() -> None:
+    from modules.ui_txt2img import paste_values
+
+    seen = []
+
+    def pasted(text, params):
+        seen.append((text, dict(params)))
+        params["Steps"] = "33"
+
+    script_callbacks.on_infotext_pasted(pasted)
+    text = "a cat\nNegative prompt: dog\nSteps: 12, Sampler: Euler, CFG scale: 7, Seed: 5, Size: 64x64"
+    out = paste_values(text)
+    assert seen and seen[0][0] == text and seen[0][1]["Steps"] == "12"
+    assert out[0] == "a cat" and out[2] == 33  # the callback's rewrite reached the Steps field
+
+
+def test_before_token_counter_callback_rewrites_counted_prompt(runtime) -> None:
+    from modules.ui_toprow import token_counter_html
+
+    plain = token_counter_html(runtime, "a cat", None, 20, True)
+    seen = []
+
+    def before(params):
+        seen.append((params.prompt, params.steps, params.is_positive))
+        params.prompt = params.prompt + ", " + ", ".join(["word"] * 10)
+
+    script_callbacks.on_before_token_counter(before)
+    counted = token_counter_html(runtime, "a cat", None, 20, True)
+    assert seen == [("a cat", 20, True)]
+    assert int(plain.split(">")[1].split("/")[0]) + 20 == int(counted.split(">")[1].split("/")[0])
+
+
+def test_extra_noise_callback_replaces_the_extra_noise(sample_runtime) -> None:
+    import torch
+
+    from modules import processing, txt2img
+    from modules.state import JobState
+
+    rt, _ = sample_runtime
+
+    def run(extra: float) -> np.ndarray:
+        rt.opts.set("img2img_extra_noise", extra)
+        params = Txt2ImgParams(width=64, height=64, steps=3, seed=3, prompt="a cat", enable_hr=True, hr_scale=1.5,
+                               hr_upscaler="Latent", denoising_strength=0.5, hr_second_pass_steps=2)
+        res = processing.process_images(txt2img.build_processing(rt, params, JobState()))
+        return np.asarray(res.images[0])
+
+    without = run(0.0)
+    with_noise = run(0.5)
+    assert not np.array_equal(without, with_noise)
+    seen = []
+
+    def zero(params):
+        seen.append(tuple(params.noise.shape) == tuple(params.x.shape) == tuple(params.xi.shape))
+        params.noise = torch.zeros_like(params.noise)
+
+    script_callbacks.on_extra_noise(zero)
+    zeroed = run(0.5)
+    assert seen and all(seen)
+    np.testing.assert_array_equal(zeroed, without)  # the callback's noise, not ours, was added
