@@ -373,11 +373,15 @@ def run_generation(p: Any) -> Any:
 
     if p.tiling is None:
         p.tiling = bool(p.opt("tiling", False))
+    from modules.model_patcher import JobPatches
+
     with refiner.JobModels(p) as models:
         p.job_models = models
+        p.model_patches = JobPatches(p.sd_model)  # extensions' weight deltas and forward hooks for this job
         try:
             return _run_generation(p, models)
         finally:
+            p.model_patches.close()
             p.job_models = None
 
 

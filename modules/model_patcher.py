@@ -54,6 +54,10 @@ class ModelPatcher:
         self._scratch: torch.Tensor | None = None
         self.current_key: Hashable = None
         self.applied_count = 0  # how many times a new patch set was written (tests/benchmarks read it)
+        self._base: dict[str, list[Patch]] = {}  # the set last passed to apply() (LoRAs), kept to re-merge
+        self._extra: dict[str, list[Patch]] = {}  # a job's extension patches, merged on top of every set
+        self._extra_token: object | None = None  # changes whenever _extra does
+        self._applied_extra: object | None = None  # the _extra_token the weights were merged with
 
     def parameter(self, name: str) -> torch.nn.Parameter:
         """The parameter `component.module.path.param` ('unet.conv_in.weight')."""
@@ -84,9 +88,12 @@ class ModelPatcher:
         scratch buffer and lands in a per-parameter buffer kept for the next apply: on CPU, fresh multi-GB
         allocations (page faults) would cost more than the arithmetic.
         """
-        if key is not None and key == self.current_key:
+        if key is not None and key == self.current_key and self._applied_extra is self._extra_token:
             return False
-        wanted = {name: list(deltas) for name, deltas in patches.items() if deltas}
+        base = {name: list(deltas) for name, deltas in patches.items() if deltas}
+        wanted = {name: list(deltas) for name, deltas in base.items()}
+        for name, deltas in self._extra.items():
+            wanted.setdefault(name, []).extend(deltas)
         for name, deltas in wanted.items():
             shape = self.original(name).shape
             for d in deltas:
@@ -99,9 +106,27 @@ class ModelPatcher:
         except Exception:
             self.restore()  # a callable delta failed half-way: back to the originals rather than half a set
             raise
-        self.current_key = key if wanted else None
+        self.current_key = key if base else None
+        self._base, self._applied_extra = base, self._extra_token
         self.applied_count += 1
         return True
+
+    def set_extra(self, patches: Mapping[str, Sequence[Patch]] | None) -> None:
+        """Merge `patches` on top of the current set (and of any set applied later) until cleared with None.
+
+        This is how a job's extension patches coexist with its LoRAs: the weights are re-merged from the
+        originals, so clearing brings back exactly the LoRA-only (or original) weights.
+        """
+        extra = {name: list(deltas) for name, deltas in (patches or {}).items() if deltas}
+        if not extra and not self._extra:
+            return
+        previous = (self._extra, self._extra_token)
+        self._extra, self._extra_token = extra, (object() if extra else None)
+        try:
+            self.apply(self.current_key, self._base)
+        except Exception:
+            self._extra, self._extra_token = previous  # a patch that does not fit leaves the model as it was
+            raise
 
     def _merge(self, wanted: Mapping[str, Sequence[Patch]]) -> None:
         with torch.no_grad():
@@ -151,6 +176,7 @@ class ModelPatcher:
             param.data = original
         self._originals.clear()
         self.current_key = None
+        self._base, self._applied_extra = {}, None
 
     @contextlib.contextmanager
     def patched(self, patches: Mapping[str, Sequence[Patch]], key: Hashable = None) -> Iterator[ModelPatcher]:
@@ -168,6 +194,52 @@ class ModelPatcher:
                 self._originals[name] = originals[name]
                 param.data = value
             self.current_key = previous_key
+
+
+class JobPatches:
+    """The public way for extensions to change a model for one job (`p.model_patches`), undone when it ends.
+
+    Weight deltas go through the model's ModelPatcher (on top of the job's LoRAs); forward hooks are registered on
+    module instances with torch's own `register_forward_hook`. No torch or diffusers method is replaced.
+    Names are `component.module.path[.param]` in the job's main model: 'unet.conv_in.weight', 'unet.mid_block'.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self._deltas: dict[str, list[Patch]] = {}
+        self._hooks: list[Any] = []
+
+    @property
+    def patcher(self) -> ModelPatcher:
+        return patcher_for(self.model)
+
+    def add_weight_delta(self, name: str, delta: Patch) -> None:
+        """Add `delta` to parameter `name` (float32 maths) for the rest of the job; a misfit raises PatchError."""
+        wanted = {k: list(v) for k, v in self._deltas.items()}
+        wanted.setdefault(name, []).append(delta)
+        self.patcher.set_extra(wanted)  # validates before anything changes
+        self._deltas = wanted
+
+    def add_forward_hook(self, module_name: str, hook: Callable[..., Any], *, with_kwargs: bool = False) -> None:
+        """`hook(module, args, output)` on the module instance `module_name`; its return value replaces the output."""
+        root_name, _, rest = module_name.partition(".")
+        root = self.patcher.roots.get(root_name)
+        if root is None:
+            raise PatchError(f"no model component {root_name!r} for module {module_name!r}")
+        try:
+            module = root.get_submodule(rest) if rest else root
+        except AttributeError as e:
+            raise PatchError(f"the model has no module {module_name!r}") from e
+        self._hooks.append(module.register_forward_hook(hook, with_kwargs=with_kwargs))
+
+    def close(self) -> None:
+        """Undo everything: hooks removed, the weights back to what they were before the job's patches."""
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks.clear()
+        if self._deltas:
+            self._deltas = {}
+            self.patcher.set_extra(None)
 
 
 def model_roots(model: Any) -> dict[str, torch.nn.Module]:

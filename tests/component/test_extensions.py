@@ -10,6 +10,7 @@ from pathlib import Path
 import gradio as gr
 import numpy as np
 import pytest
+import torch
 
 from modules import extensions, script_callbacks, script_loading, scripts, ui_extensions, ui_scripts
 from modules.extensions import ExtensionAccessError, ExtensionError
@@ -333,3 +334,71 @@ def test_extra_noise_callback_replaces_the_extra_noise(sample_runtime) -> None:
     zeroed = run(0.5)
     assert seen and all(seen)
     np.testing.assert_array_equal(zeroed, without)  # the callback's noise, not ours, was added
+
+
+# --- model-level hooks through the model patcher --------------------------------------------------------
+PATCH_SCRIPT = '''
+import torch
+import gradio as gr
+from modules import scripts
+
+HOOK_CALLS = []
+
+
+class PatchTest(scripts.Script):
+    def title(self):
+        return "Patch test"
+
+    def show(self, is_img2img):
+        return scripts.AlwaysVisible
+
+    def ui(self, is_img2img):
+        return [gr.Checkbox(False, label="Patch the model", elem_id=self.elem_id("on"))]
+
+    def process(self, p, on):
+        if on:
+            bias = p.model_patches.patcher.original("unet.conv_in.bias")
+            p.model_patches.add_weight_delta("unet.conv_in.bias", torch.full(bias.shape, 0.7))
+            p.model_patches.add_forward_hook("unet.conv_out", lambda m, args, out: HOOK_CALLS.append(1))
+'''
+
+
+def test_extension_model_patch_changes_output_and_is_undone(make_runtime, data_dir: Path) -> None:
+    write_ext(data_dir / "extensions", "patcher-ext", {"scripts/patch_test.py": PATCH_SCRIPT})
+    write_tiny_checkpoint("sd1", data_dir / "models" / "Stable-diffusion", "tiny", seed=7)
+    rt = make_runtime("--no-half")
+    with gr.Blocks():
+        ui_scripts.create_script_ui(rt.scripts_txt2img)
+    rt.switch_checkpoint("tiny.safetensors")
+    module = next(d.module for d in scripts.scripts_data if d.path.endswith("patch_test.py"))
+    unet = rt.models.current.pipe.unet
+    before = {k: v.clone() for k, v in unet.state_dict().items()}
+    plain = run_with_args(rt, {"Patch test": [False]}, prompt="a cat")
+    assert module.HOOK_CALLS == []
+    patched = run_with_args(rt, {"Patch test": [True]}, prompt="a cat")
+    assert len(module.HOOK_CALLS) == 3  # one UNet call per step (cond and uncond batched)
+    assert not np.array_equal(np.asarray(plain.images[0]), np.asarray(patched.images[0]))
+    after = unet.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # bit-exact
+    assert not unet.conv_out._forward_hooks
+    again = run_with_args(rt, {"Patch test": [False]}, prompt="a cat")
+    np.testing.assert_array_equal(np.asarray(plain.images[0]), np.asarray(again.images[0]))
+
+
+def test_job_patches_stack_on_the_current_set_and_clear_back_to_it() -> None:
+    from modules.model_patcher import ModelPatcher, PatchError
+
+    net = torch.nn.Sequential(torch.nn.Linear(3, 3))
+    original = net[0].weight.detach().clone()
+    patcher = ModelPatcher({"m": net})
+    patcher.apply("lora-set", {"m.0.weight": [torch.ones(3, 3)]})
+    patcher.set_extra({"m.0.weight": [torch.full((3, 3), 2.0)]})
+    assert torch.allclose(net[0].weight, original + 3)
+    assert patcher.current_key == "lora-set" and not patcher.apply("lora-set", {"m.0.weight": [torch.ones(3, 3)]})
+    with pytest.raises(PatchError):
+        patcher.set_extra({"m.0.weight": [torch.ones(4)]})
+    assert torch.allclose(net[0].weight, original + 3)
+    patcher.set_extra(None)
+    assert torch.allclose(net[0].weight, original + 1)
+    patcher.restore()
+    assert torch.equal(net[0].weight, original)
