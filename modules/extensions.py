@@ -352,3 +352,31 @@ def restore_enabled_set(state_file: Path, extensions: list[Extension]) -> list[s
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ExtensionError(f"config state {state_file.name} cannot be read: {e}") from None
     return [e.name for e in extensions if not saved.get(e.name, {}).get("enabled", True)]
+
+
+# --- localizations ---------------------------------------------------------------------------------------
+def list_localizations(extensions: list[Extension], root: Path | None = None) -> dict[str, list[Path]]:
+    """Localization name (file stem) -> its JSON files: the root folder first, then enabled extensions' ones."""
+    found: dict[str, list[Path]] = {}
+    files = sorted(root.glob("*.json")) if root is not None and root.is_dir() else []
+    files += [f for e in active(extensions) for f in e.localization_files()]
+    for f in files:
+        found.setdefault(f.stem, []).append(f)
+    return found
+
+
+def load_localization(files: list[Path]) -> tuple[dict[str, str], list[str]]:
+    """The merged English -> translation map of `files` (later files win) and one error per unreadable file."""
+    merged: dict[str, str] = {}
+    errors = []
+    for f in files:
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            errors.append(f"localization {f} cannot be read: {e}")
+            continue
+        if not isinstance(data, dict):
+            errors.append(f"localization {f} must be a JSON object of English text -> translation")
+            continue
+        merged.update({str(k): str(v) for k, v in data.items() if isinstance(v, str | int | float)})
+    return merged, errors

@@ -110,6 +110,23 @@ def register_extension_options(opts: Any) -> None:
                                                              choices=("none", "extra", "all")))
 
 
+def localizations_root(cmd_opts: Any) -> Path:
+    from modules.paths import SCRIPT_PATH
+
+    return Path(getattr(cmd_opts, "localizations_dir", None) or SCRIPT_PATH / "localizations")
+
+
+def register_localization_option(runtime: Any) -> None:
+    """A1111's `localization` setting: 'None' or the name of a localizations/*.json (root or extensions)."""
+    from modules import extensions
+    from modules.options import OptionInfo
+
+    names = sorted(extensions.list_localizations(runtime.extensions, localizations_root(runtime.cmd_opts)))
+    runtime.opts.add_option("localization", OptionInfo(
+        "None", "Localization", "dropdown", choices=("None", *names), section=("ui", "User interface"),
+        requires_restart=True))
+
+
 def setup_extensions(runtime: Any) -> None:
     """Start-up: bind modules.shared, discover extensions, load their scripts, fire on_ui_settings, wire callbacks."""
     from modules import extensions, script_callbacks, shared
@@ -123,6 +140,7 @@ def setup_extensions(runtime: Any) -> None:
     for ext in found:
         ext.read_info_from_repo()
     runtime.extensions = found
+    register_localization_option(runtime)
     report = load_scripts(found)
     errors = list(report.errors)
     runtime.scripts_txt2img = create_runner(report.classes, False, errors)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import html
+import json
+import logging
 from pathlib import Path
 
 import gradio as gr
@@ -14,6 +16,8 @@ from modules.ui_png_info import PngInfoTab, create_png_info_tab
 from modules.ui_quicksettings import create_quicksettings
 from modules.ui_settings import create_settings_tab
 from modules.ui_txt2img import create_txt2img_tab, paste_values
+
+log = logging.getLogger(__name__)
 
 CSS = """
 #quicksettings { gap: 0.4em; align-items: flex-end; }
@@ -39,9 +43,28 @@ def javascript_files(runtime: Runtime | None = None) -> list[Path]:
     return files
 
 
+def localization_script(runtime: Runtime | None) -> str:
+    """`window.localization = {...}` from the selected localization's JSON files; javascript/localization.js uses it."""
+    from modules import extensions
+    from modules.script_loading import localizations_root
+
+    name = runtime.opts.get("localization", "None") if runtime is not None else "None"
+    mapping: dict[str, str] = {}
+    if name and name != "None":
+        files = extensions.list_localizations(runtime.extensions, localizations_root(runtime.cmd_opts)).get(name, [])
+        mapping, errors = extensions.load_localization(files)
+        if not files:
+            errors.append(f"localization {name!r} is selected in Settings but no localizations/{name}.json exists")
+        for problem in errors:  # the page is already built when its head is: the log names the problem
+            log.warning("%s", problem)
+    # "</" would end the <script> element early if a translation contained "</script>".
+    data = json.dumps(mapping, ensure_ascii=False).replace("</", "<\\/")
+    return f'<script data-source="localization">window.localization = {data};</script>'
+
+
 def head_html(runtime: Runtime | None = None) -> str:
     """Scripts inlined into <head>, then extensions' style.css and the user's user.css (A1111's order)."""
-    parts = []
+    parts = [localization_script(runtime)]
     for path in javascript_files(runtime):
         kind = ' type="module"' if path.suffix == ".mjs" else ""
         parts.append(f"<script{kind} data-source=\"{html.escape(path.name)}\">\n"

@@ -40,3 +40,24 @@ def test_extension_js_css_and_tabs(page, tmp_path: Path) -> None:
         # The Extensions tab is on the page (its table is covered by the component tests).
         assert page.locator("button", has_text="Extensions").count() >= 1
         assert not page.js_errors
+
+
+def test_localization_from_extension_translates_the_page(page, tmp_path: Path) -> None:
+    import json
+
+    shutil.copytree(SAMPLE, tmp_path / "extensions" / "sample-extension")
+    (tmp_path / "config.json").write_text(json.dumps({"localization": "xx"}))
+    with LiveServer(tmp_path, "--no-half") as url:
+        page.goto(url)
+        page.locator("#txt2img_generate", has_text="Generieren").wait_for(timeout=60000)
+        page.locator("#txt2img_steps", has_text="Schritte").wait_for(timeout=10000)
+        assert page.locator("#txt2img_steps", has_text="Sampling steps").count() == 0
+        page.locator("#txt2img_prompt textarea").fill("Generate")  # user text is never translated
+        page.wait_for_timeout(300)
+        assert page.locator("#txt2img_prompt textarea").input_value() == "Generate"
+        assert not page.js_errors
+    (tmp_path / "config.json").write_text(json.dumps({"localization": "None"}))
+    with LiveServer(tmp_path, "--no-half") as url:
+        page.goto(url)
+        page.locator("#txt2img_generate", has_text="Generate").wait_for(timeout=60000)
+        assert page.evaluate("Object.keys(window.localization).length") == 0

@@ -402,3 +402,21 @@ def test_job_patches_stack_on_the_current_set_and_clear_back_to_it() -> None:
     assert torch.allclose(net[0].weight, original + 1)
     patcher.restore()
     assert torch.equal(net[0].weight, original)
+
+
+def test_localization_setting_lists_extension_files_and_head_carries_the_map(sample_runtime) -> None:
+    import json
+
+    from modules.ui import head_html
+
+    rt, _ = sample_runtime
+    assert "xx" in rt.opts.data_labels["localization"].choices
+    assert "window.localization = {};" in head_html(rt)
+    rt.opts.set("localization", "xx")
+    head = head_html(rt)
+    start = head.index("window.localization = ") + len("window.localization = ")
+    mapping = json.loads(head[start:head.index(";</script>", start)])
+    assert mapping["Generate"] == "Generieren"
+    loc = next(e for e in rt.extensions if e.name == "sample-extension").path / "localizations"
+    (loc / "xx.json").write_text(json.dumps({"Generate": "</script><b>x"}))
+    assert "</script><b>" not in head_html(rt)  # a translation cannot end the script element
