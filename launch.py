@@ -109,11 +109,23 @@ def start(argv: list[str]) -> int:
     return webui.main(argv)
 
 
+RESTART_EXIT_CODE = 75  # modules.restart.RESTART_EXIT_CODE (not imported: launch.py runs before the venv is ready)
+
+
 def main() -> int:
     argv = sys.argv[1:] + shlex.split(os.environ.get("COMMANDLINE_ARGS", ""))
+    looped = bool(os.environ.get("SD_WEBUI_RESTART"))  # webui.sh loops on the tmp/restart marker itself
+    if not looped:
+        os.environ["SD_WEBUI_RESTART_EXEC"] = "1"  # tells the server a restart request will be honoured
     prepare_environment(argv)
     run_extensions_installers(argv)
-    return start(sys.argv[1:])  # webui re-reads COMMANDLINE_ARGS itself
+    code = start(sys.argv[1:])  # webui re-reads COMMANDLINE_ARGS itself
+    if code == RESTART_EXIT_CODE and not looped:
+        # A fresh process: extension scripts, callbacks and imported modules all start from the new enabled set.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(python, [python, str(ROOT / "launch.py"), *sys.argv[1:]])
+    return code
 
 
 if __name__ == "__main__":

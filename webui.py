@@ -51,6 +51,7 @@ def create_app(runtime: Runtime) -> Any:
         app.add_middleware(CORSMiddleware, allow_origins=(opts.cors_allow_origins or "").split(",") if
                            opts.cors_allow_origins else [], allow_origin_regex=opts.cors_allow_origins_regex,
                            allow_methods=["*"], allow_credentials=True, allow_headers=["*"])
+    add_restart_route(app, runtime)
     if api:
         from modules.api import mount
 
@@ -76,6 +77,31 @@ def create_app(runtime: Runtime) -> Any:
 
     script_callbacks.app_started_callback(demo, app)
     return app
+
+
+def add_restart_route(app: Any, runtime: Runtime) -> None:
+    """POST /internal/restart (JSON body) for a local, unauthenticated server: what "Apply and restart UI" does.
+
+    Not there when the UI has a password or listens on the network (the extension-access rule). Requiring a JSON
+    body makes a browser send a CORS preflight first, so another website cannot trigger it.
+    """
+    opts = runtime.cmd_opts
+    if opts.gradio_auth or opts.gradio_auth_path or getattr(opts, "disable_extension_access", False):
+        return
+    from fastapi.responses import JSONResponse
+
+    from modules import restart
+
+    async def restart_route(request: Any) -> JSONResponse:  # a plain Starlette route: no FastAPI parameter parsing
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return JSONResponse({"error": "send a JSON body"}, status_code=415)
+        try:
+            restart.request_restart(runtime.jobs)
+        except restart.RestartError as e:
+            return JSONResponse({"error": str(e)}, status_code=409)
+        return JSONResponse({"restarting": True})
+
+    app.router.add_route("/internal/restart", restart_route, methods=["POST"], include_in_schema=False)
 
 
 def server_host(cmd_opts: Any) -> str:
@@ -109,8 +135,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"Running on local URL:  {url}", flush=True)
     if cmd_opts.autolaunch:
         threading.Timer(1.5, webbrowser.open, args=(url,)).start()
-    uvicorn.run(app, host=host, port=port, timeout_keep_alive=cmd_opts.timeout_keep_alive,
-                ssl_keyfile=cmd_opts.tls_keyfile, ssl_certfile=cmd_opts.tls_certfile, log_level="warning")
+    from modules import restart
+
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=host, port=port, timeout_keep_alive=cmd_opts.timeout_keep_alive, ssl_keyfile=cmd_opts.tls_keyfile,
+        ssl_certfile=cmd_opts.tls_certfile, log_level="warning", timeout_graceful_shutdown=5))
+    restart.set_stopper(lambda: setattr(server, "should_exit", True))
+    server.run()
+    if restart.restart_requested():
+        print("Restarting the web UI", flush=True)
+        return restart.RESTART_EXIT_CODE
     return 0
 
 

@@ -29,5 +29,15 @@ if [[ "$venv_dir" != "-" ]]; then
     fi
     python_cmd="$venv_dir/bin/python"
 fi
-export SD_WEBUI_RESTART=tmp/restart
-exec "$python_cmd" launch.py "$@"
+# "Apply and restart UI" stops the server with exit code 75 and the tmp/restart marker: start it again then.
+export SD_WEBUI_RESTART="${SD_WEBUI_RESTART:-tmp/restart}"
+set +e
+while true; do
+    rm -f "$SD_WEBUI_RESTART"
+    "$python_cmd" launch.py "$@"
+    code=$?
+    if [[ $code -ne 75 && ! -f "$SD_WEBUI_RESTART" ]]; then
+        exit $code
+    fi
+    echo "Restarting..."
+done

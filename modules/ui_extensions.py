@@ -47,6 +47,35 @@ def installed_table(runtime: Runtime) -> str:
     return f'<table id="extensions_installed_table" class="extensions-table">{head}{"".join(rows)}</table>'
 
 
+def apply_and_restart(runtime: Runtime, enabled: list[str], disable_all: str, update: list[str] | None = None) -> str:
+    """Save the enabled set, then restart the server so it loads it; a refused restart says why (settings kept)."""
+    from modules import restart
+
+    message = apply_changes(runtime, enabled, disable_all, update)
+    try:
+        restart.request_restart(runtime.jobs)
+    except restart.RestartError as e:
+        return f"{message} Not restarted: {e}"
+    return message.replace(RESTART_HINT, RESTARTING)
+
+
+RESTART_HINT = "Saved. Restart the webui to load the changed set of extensions."
+RESTARTING = "Saved. Restarting: the page reloads when the server is back."
+# Runs in the page after Apply: once the server went away and answers again, reload to get the new page.
+RELOAD_JS = """() => {
+    const box = document.querySelector('#extensions_result');
+    if (!box || !box.textContent.includes('Restarting')) return;
+    let wentDown = false, tries = 0;
+    const poll = () => {
+        if (++tries > 600) return;
+        fetch(window.location.href, {cache: 'no-store'}).then(
+            r => { if (r.ok && wentDown) window.location.reload(); else setTimeout(poll, 500); },
+            () => { wentDown = true; setTimeout(poll, 500); });
+    };
+    setTimeout(poll, 500);
+}"""
+
+
 def apply_changes(runtime: Runtime, enabled: list[str], disable_all: str, update: list[str] | None = None) -> str:
     """Save `disabled_extensions`/`disable_all_extensions` and update the ticked ones; takes effect on restart."""
     extensions.check_access(runtime.cmd_opts)
@@ -68,7 +97,7 @@ def apply_changes(runtime: Runtime, enabled: list[str], disable_all: str, update
             messages.append(str(e))
     for ext in _installed(runtime):
         ext.enabled = ext.name in enabled
-    messages.append("Saved. Restart the webui to load the changed set of extensions.")
+    messages.append(RESTART_HINT)
     return " ".join(messages)
 
 
@@ -179,7 +208,7 @@ def create_extensions_tab(runtime: Runtime) -> None:
         return wrapper
 
     def on_apply(en: list[str], mode_: str, upd: list[str]) -> tuple:
-        msg = guarded(lambda: html.escape(apply_changes(runtime, en, mode_, upd)))()
+        msg = guarded(lambda: html.escape(apply_and_restart(runtime, en, mode_, upd)))()
         return msg, installed_table(runtime)
 
     def on_check() -> tuple:
@@ -217,7 +246,8 @@ def create_extensions_tab(runtime: Runtime) -> None:
         return guarded(do)(), installed_table(runtime), gr.update(value=names_enabled())
 
     private = {"api_visibility": "private"}
-    apply.click(on_apply, inputs=[enabled, disable_all, update], outputs=[result, table], **private)
+    apply.click(on_apply, inputs=[enabled, disable_all, update], outputs=[result, table], **private).then(
+        None, js=RELOAD_JS, **private)
     check.click(on_check, outputs=[result, table, update], **private)
     refresh_btn.click(on_refresh, outputs=[table, enabled], **private)
     install_btn.click(on_install, inputs=[url, branch, dirname], outputs=[install_result, table, enabled], **private)
