@@ -61,3 +61,20 @@ def test_localization_from_extension_translates_the_page(page, tmp_path: Path) -
         page.goto(url)
         page.locator("#txt2img_generate", has_text="Generate").wait_for(timeout=60000)
         assert page.evaluate("Object.keys(window.localization).length") == 0
+
+
+def test_apply_and_restart_button_restarts_with_the_new_set(page, tmp_path: Path) -> None:
+    from tests.component.test_restart import launched
+
+    with launched(tmp_path) as (url, _proc, log, probe_log, _data):
+        page.goto(url)
+        page.get_by_role("tab", name="Extensions").click()
+        page.locator("#extensions_enabled label", has_text="probe").click()
+        page.evaluate("window.beforeRestart = true")
+        page.locator("#extensions_apply").click()
+        page.locator("#extensions_result", has_text="Restarting").wait_for(timeout=20000)
+        page.wait_for_event("load", timeout=120000)  # the page reloads by itself once the server is back
+        assert page.evaluate("window.beforeRestart === undefined")
+        assert probe_log.exists(), log.read_text()
+        page.get_by_role("tab", name="Extensions").click()
+        assert page.locator("#extensions_enabled label", has_text="probe").locator("input").is_checked()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,7 +32,7 @@ def _post_restart(url: str) -> tuple[int, dict]:
         return e.code, json.loads(e.read())
 
 
-def _wait_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+def wait_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -44,7 +46,7 @@ def _wait_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) 
     raise AssertionError(f"server not up in {timeout}s:\n{log.read_text()}")
 
 
-def _wait_down(url: str, timeout: float = 30) -> None:
+def wait_down(url: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -55,8 +57,9 @@ def _wait_down(url: str, timeout: float = 30) -> None:
     raise AssertionError("the server did not stop after the restart request")
 
 
-@pytest.mark.parametrize("starter", ["launch.py", "webui.sh"])
-def test_restart_comes_back_with_the_new_extension_set(tmp_path: Path, starter: str) -> None:
+@contextlib.contextmanager
+def launched(tmp_path: Path, starter: str = "launch.py") -> Iterator[tuple[str, subprocess.Popen, Path, Path, Path]]:
+    """The real server through launch.py or webui.sh, with a disabled 'probe' extension that logs each load."""
     data = tmp_path / "data"
     probe_log = tmp_path / "probe.txt"
     ext = data / "extensions" / "probe" / "scripts"
@@ -70,9 +73,8 @@ def test_restart_comes_back_with_the_new_extension_set(tmp_path: Path, starter: 
     for key in ("COMMANDLINE_ARGS", "SD_WEBUI_RESTART", "SD_WEBUI_RESTART_EXEC"):
         env.pop(key, None)
     if starter == "webui.sh":
-        marker = tmp_path / "restart-marker"
         env.update(venv_dir=str(Path(sys.executable).parent.parent), WEBUI_ALLOW_ROOT="1",
-                   SD_WEBUI_RESTART=str(marker))
+                   SD_WEBUI_RESTART=str(tmp_path / "restart-marker"))
         cmd = ["bash", str(ROOT / "webui.sh"), *flags]
     else:
         cmd = [sys.executable, str(ROOT / "launch.py"), *flags]
@@ -81,16 +83,8 @@ def test_restart_comes_back_with_the_new_extension_set(tmp_path: Path, starter: 
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         try:
-            _wait_up(url, proc, log)
-            assert not probe_log.exists()  # disabled: its script was not loaded
-            (data / "config.json").write_text(json.dumps({"disabled_extensions": []}))  # what Apply saves
-            status, body = _post_restart(url)
-            assert status == 200 and body == {"restarting": True}, body
-            _wait_down(url)
-            _wait_up(url, proc, log)
-            assert probe_log.exists(), log.read_text()  # the restarted server loaded the newly enabled extension
-            assert proc.poll() is None
-            assert "Restarting the web UI" in log.read_text()
+            wait_up(url, proc, log)
+            yield url, proc, log, probe_log, data
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, 15)  # the session holds only this test's server (and webui.sh's shell)
@@ -100,6 +94,18 @@ def test_restart_comes_back_with_the_new_extension_set(tmp_path: Path, starter: 
                     os.killpg(proc.pid, 9)
 
 
+@pytest.mark.parametrize("starter", ["launch.py", "webui.sh"])
+def test_restart_comes_back_with_the_new_extension_set(tmp_path: Path, starter: str) -> None:
+    with launched(tmp_path, starter) as (url, proc, log, probe_log, data):
+        assert not probe_log.exists()  # disabled: its script was not loaded
+        (data / "config.json").write_text(json.dumps({"disabled_extensions": []}))  # what Apply saves
+        status, body = _post_restart(url)
+        assert status == 200 and body == {"restarting": True}, body
+        wait_down(url)
+        wait_up(url, proc, log)
+        assert probe_log.exists(), log.read_text()  # the restarted server loaded the newly enabled extension
+        assert proc.poll() is None
+        assert "Restarting the web UI" in log.read_text()
 
 
 def test_apply_and_restart_refuses_while_a_job_runs(make_runtime, monkeypatch, tmp_path: Path) -> None:
