@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
-import sys
-import types
 
 import pytest
 import torch
@@ -17,34 +13,15 @@ from modules.sampling.common import SamplingInterrupted
 from modules.sampling.discrete import DiscreteDenoiser, LCMDenoiser
 from modules.sampling.noise import BrownianTreeNoiseSampler
 from modules.sampling.schedules import karras
+from tests.fixtures.kdiffusion_oracle import kdiffusion_modules
 
 MU, STD = 0.3, 0.8  # toy data distribution N(MU, STD^2) per element
 
 
 @pytest.fixture(scope="module")
 def kd():
-    """k_diffusion.sampling and .external without its package __init__ (which pulls in clip, wandb, skimage...).
-
-    A bare package object with the right __path__ lets the two submodules import alone; they need scipy, torchsde,
-    torchdiffeq, tqdm and (via utils) torchvision.
-    """
-    spec = importlib.util.find_spec("k_diffusion")
-    if spec is None:
-        pytest.skip("test oracle k-diffusion==0.1.1.post1 is not installed")
-    saved = {k: v for k, v in sys.modules.items() if k == "k_diffusion" or k.startswith("k_diffusion.")}
-    pkg = types.ModuleType("k_diffusion")
-    pkg.__path__ = list(spec.submodule_search_locations)
-    sys.modules["k_diffusion"] = pkg
-    try:
-        ns = types.SimpleNamespace(
-            sampling=importlib.import_module("k_diffusion.sampling"),
-            external=importlib.import_module("k_diffusion.external"),
-        )
+    with kdiffusion_modules() as ns:
         yield ns
-    finally:
-        for k in [k for k in sys.modules if k == "k_diffusion" or k.startswith("k_diffusion.")]:
-            del sys.modules[k]
-        sys.modules.update(saved)
 
 
 def sd1_alphas_cumprod() -> torch.Tensor:

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -15,6 +11,7 @@ import torch
 from modules import sd_samplers
 from modules.sampling import schedules
 from modules.sampling.discrete import DiscreteSchedule
+from tests.fixtures.kdiffusion_oracle import kdiffusion_modules
 
 AC = torch.cumprod(1.0 - torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float32) ** 2, dim=0)
 SCHED = DiscreteSchedule.from_alphas_cumprod(AC)
@@ -23,20 +20,8 @@ LO, HI = SCHED.sigma_min.item(), SCHED.sigma_max.item()
 
 @pytest.fixture(scope="module")
 def kds():
-    """k_diffusion.sampling alone (see test_samplers.kd for why the package __init__ is bypassed)."""
-    spec = importlib.util.find_spec("k_diffusion")
-    if spec is None:
-        pytest.skip("test oracle k-diffusion==0.1.1.post1 is not installed")
-    saved = {k: v for k, v in sys.modules.items() if k == "k_diffusion" or k.startswith("k_diffusion.")}
-    pkg = types.ModuleType("k_diffusion")
-    pkg.__path__ = list(spec.submodule_search_locations)
-    sys.modules["k_diffusion"] = pkg
-    try:
-        yield importlib.import_module("k_diffusion.sampling")
-    finally:
-        for k in [k for k in sys.modules if k == "k_diffusion" or k.startswith("k_diffusion.")]:
-            del sys.modules[k]
-        sys.modules.update(saved)
+    with kdiffusion_modules() as ns:
+        yield ns.sampling
 
 
 @pytest.mark.parametrize("n", [1, 2, 10, 33])
