@@ -125,8 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     runtime = create_runtime(cmd_opts=cmd_opts)
     runtime.warnings.extend(preload_errors)
     app = create_app(runtime)
-    # Load the model beside the server start so the page is up at once and shows the progress.
-    threading.Thread(target=runtime.load_initial_model, daemon=True, name="initial-model-load").start()
+    # Load the model as the queue's first job, so the page is up at once and shows the progress, and a Generate
+    # pressed meanwhile waits for the load behind it (as A1111 waits) instead of finding no model.
+    runtime.start_initial_load()
 
     import uvicorn
 

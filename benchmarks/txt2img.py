@@ -25,7 +25,7 @@ def bench(label: str, ckpt_folder: Path, name: str, flags: list[str], size: int,
     import torch
     from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
 
-    from modules import txt2img
+    from modules import job_runner
     from modules.initialize import create_runtime
     from modules.params import Txt2ImgParams
 
@@ -50,7 +50,7 @@ def bench(label: str, ckpt_folder: Path, name: str, flags: list[str], size: int,
                            height=size, cfg_scale=7.0, seed=1, save_images=False)
 
     def ours() -> None:
-        rt.jobs.run("bench", lambda st: txt2img.run(rt, params, st, is_api=True))
+        job_runner.run_now(rt, job_runner.JobRequest(params, is_api=True))
 
     def theirs() -> None:
         with torch.no_grad():

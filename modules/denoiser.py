@@ -46,6 +46,33 @@ class AfterCFGCallbackParams:
 
 
 @dataclass
+class LatentBlend:
+    """Inpainting's latent mask (A1111's init_latent / mask / nmask on the denoiser): after CFG each step, the
+    kept region is put back to the original latents, so only the masked region is generated.
+
+    `mask` is 1 where the original is kept (A1111's `mask`), `nmask` = 1 - mask where the model paints. With
+    `before_denoising` (A1111's `mask_before_denoising`, used by soft inpainting) the blend is applied to the input
+    x instead, with the original noised to the current sigma.
+    """
+
+    init_latent: torch.Tensor
+    mask: torch.Tensor
+    nmask: torch.Tensor
+    before_denoising: bool = False
+    # Called with (denoiser, current, original_at_this_sigma) -> blended; extensions replace the blend here.
+    hooks: list[Callable[..., torch.Tensor | None]] = field(default_factory=list)
+
+    def apply(self, current: torch.Tensor, original: torch.Tensor | None = None) -> torch.Tensor:
+        original = self.init_latent if original is None else original
+        blended = current * self.nmask.to(current) + original.to(current) * self.mask.to(current)
+        for hook in self.hooks:
+            out = hook(current, original, blended)
+            if out is not None:
+                blended = out
+        return blended
+
+
+@dataclass
 class DenoiserHooks:
     """Ordered hook points of the loop; extensions and our own features append callables."""
 
@@ -123,7 +150,8 @@ class CFGDenoiser:
     def __init__(self, inner: Any, conds: Any, unconds: Sequence[Sequence[Any]], cfg_scale: float, *,
                  state: JobState | None = None, hooks: DenoiserHooks | None = None, total_steps: int = 0,
                  time_ids: torch.Tensor | None = None, uncond_time_ids: torch.Tensor | None = None,
-                 image_cond: torch.Tensor | None = None, step_offset: int = 0) -> None:
+                 image_cond: torch.Tensor | None = None, step_offset: int = 0,
+                 blend: LatentBlend | None = None) -> None:
         self.inner = inner  # a modules.sampling.discrete.DiscreteDenoiser wrapping a UNetModel
         self.conds = conds  # MulticondLearnedConditioning (A1111): .batch[i] = [Composable(schedules, weight)]
         self.unconds = unconds
@@ -134,6 +162,7 @@ class CFGDenoiser:
         self.time_ids = time_ids
         self.uncond_time_ids = uncond_time_ids if uncond_time_ids is not None else time_ids
         self.image_cond = image_cond
+        self.blend = blend
         self.step = step_offset  # the sampling step, set by the sampler callback; used for prompt editing
 
     def _check(self) -> None:
@@ -143,6 +172,10 @@ class CFGDenoiser:
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **_: Any) -> torch.Tensor:
         self._check()
         batch = x.shape[0]
+        blend = self.blend
+        if blend is not None and blend.before_denoising:
+            noised = blend.init_latent.to(x) + sigma.view(-1, 1, 1, 1) * torch.randn_like(x)
+            x = blend.apply(x, noised)
         conds_list: list[list[tuple[int, float]]] = []
         flat: list[Any] = []
         for composables in self.conds.batch:
@@ -193,6 +226,8 @@ class CFGDenoiser:
         for i, entry in enumerate(conds_list):
             for index, weight in entry:
                 denoised[i] += (out[index] - denoised_uncond[i]) * (weight * self.cfg_scale)
+        if blend is not None and not blend.before_denoising:
+            denoised = blend.apply(denoised)
         after = AfterCFGCallbackParams(denoised, self.step, self.total_steps)
         for hook in self.hooks.after_cfg:
             hook(after)

@@ -7,33 +7,22 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from PIL import Image
 
-from modules import refiner
+from modules import images, refiner, sampling_run, upscalers, vae
 from modules.errors import ValidationError
+from modules.image_resize import upscale_to
+from modules.processed import create_infotext
+from modules.upscalers import IMAGE_UPSCALERS, LATENT_UPSCALE_DEFAULT, LATENT_UPSCALE_MODES
+
+__all__ = ["IMAGE_UPSCALERS", "LATENT_UPSCALE_DEFAULT", "LATENT_UPSCALE_MODES", "hires_pass", "prepare",
+           "target_size", "upscaler_names", "validate_hires"]
 
 log = logging.getLogger(__name__)
 
 OPT_F = 8  # image pixels per latent pixel
 MAX_HIRES_SIDE = 4096
-# A1111's shared.latent_upscale_modes: torch interpolate mode and antialias per dropdown name.
-LATENT_UPSCALE_MODES: dict[str, tuple[str, bool]] = {
-    "Latent": ("bilinear", False),
-    "Latent (antialiased)": ("bilinear", True),
-    "Latent (bicubic)": ("bicubic", False),
-    "Latent (bicubic antialiased)": ("bicubic", True),
-    "Latent (nearest)": ("nearest", False),
-    "Latent (nearest-exact)": ("nearest-exact", False),
-}
-LATENT_UPSCALE_DEFAULT = "Latent"
-# Image-space upscalers that need no model: A1111's UpscalerNone, UpscalerLanczos and UpscalerNearest.
-IMAGE_UPSCALERS: dict[str, Image.Resampling | None] = {
-    "None": None,
-    "Lanczos": Image.Resampling.LANCZOS,
-    "Nearest": Image.Resampling.NEAREST,
-}
 SAME_CHECKPOINT = "Use same checkpoint"
 SAME_SAMPLER = "Use same sampler"
 SAME_SCHEDULER = "Use same scheduler"
@@ -41,7 +30,7 @@ SAME_SCHEDULER = "Use same scheduler"
 
 def upscaler_names() -> list[str]:
     """The Hires. fix Upscaler dropdown: latent modes first, then the image upscalers, as A1111 orders them."""
-    return [*LATENT_UPSCALE_MODES, *IMAGE_UPSCALERS]
+    return upscalers.hires_upscaler_names()
 
 
 @dataclass(frozen=True)
@@ -115,7 +104,7 @@ def validate_hires(p: Any) -> None:
         )
     if not _number(p.denoising_strength) or not 0 <= p.denoising_strength <= 1:
         raise ValidationError("denoising_strength", f"must be a number from 0 to 1, got {p.denoising_strength!r}")
-    if p.hr_upscaler is not None and p.hr_upscaler not in LATENT_UPSCALE_MODES and p.hr_upscaler not in IMAGE_UPSCALERS:
+    if p.hr_upscaler is not None and not upscalers.is_known(p.hr_upscaler):
         raise ValidationError(
             "hr_upscaler", f"could not find upscaler named {p.hr_upscaler!r}; available: {', '.join(upscaler_names())}"
         )
@@ -209,61 +198,7 @@ def prepare(p: Any) -> None:
     setup_hires_prompts(p)
 
 
-def img2img_steps(
-    denoising_strength: float, steps: int, requested: int | None = None, fix_steps: bool = False
-) -> tuple[int, int]:
-    """A1111's setup_img2img_steps -> (schedule length, t_enc); the run takes t_enc + 1 steps.
-
-    With explicit steps (the hires pass always passes them) or `img2img_fix_steps`, exactly the requested steps run
-    over a schedule stretched to requested / strength; otherwise strength * steps of the normal schedule run.
-    """
-    if fix_steps or requested is not None:
-        want = requested or steps
-        total = int(want / min(denoising_strength, 0.999)) if denoising_strength > 0 else 0
-        return total, want - 1
-    return steps, int(min(denoising_strength, 0.999) * steps)
-
-
-def resize_image(image: Image.Image, width: int, height: int, upscaler: str | None) -> Image.Image:
-    """A1111's images.resize_image in "Just resize" mode with a model-free upscaler.
-
-    Growing runs the upscaler to the scale (cut down to a multiple of 8), then Lanczos fixes the exact size;
-    "None" and shrinking are a plain Lanczos resize.
-    """
-    lanczos = Image.Resampling.LANCZOS
-    resample = IMAGE_UPSCALERS.get(upscaler) if upscaler else None
-    if resample is not None:
-        scale = max(width / image.width, height / image.height)
-        if scale > 1.0:
-            dest = (int((image.width * scale) // 8 * 8), int((image.height * scale) // 8 * 8))
-            image = image.resize((int(image.width * scale), int(image.height * scale)), resample=resample)
-            if image.size != dest:
-                image = image.resize(dest, resample=lanczos)
-    if image.size != (width, height):
-        image = image.resize((width, height), resample=lanczos)
-    return image
-
-
-def encode_images(model: Any, images: torch.Tensor) -> torch.Tensor:
-    """[B, 3, H, W] in 0..1 -> scaled latents with the model's VAE.
-
-    A1111 samples the VAE posterior with torch's global, unseeded generator, which makes that draw irreproducible;
-    we take the posterior mean, the value those samples scatter around (the SD VAEs' posterior std is tiny).
-    """
-    vae = model.pipe.vae
-    param = next(vae.parameters())
-    with torch.no_grad():
-        dist = vae.encode((images * 2 - 1).to(param.device, param.dtype)).latent_dist
-    latents = dist.mean.float()
-    if getattr(vae.config, "shift_factor", None):
-        latents = latents - vae.config.shift_factor
-    return latents * vae.config.scaling_factor
-
-
 def _save_before_hires(p: Any, image: Image.Image, index: int, seeds: list[int]) -> None:
-    from modules import images
-    from modules.processing import create_infotext
-
     info = create_infotext(p, p.all_prompts, p.all_seeds, p.all_subseeds, None, p.iteration, index)
     try:
         images.save_image(
@@ -293,14 +228,12 @@ def _wants_intermediate(p: Any) -> bool:
 
 def upscale_first_pass(p: Any, samples: torch.Tensor, decoded: torch.Tensor | None, seeds: list[int]) -> torch.Tensor:
     """The first pass's latents brought to the hires size (A1111's order: save intermediate, upscale, crop)."""
-    from modules.generation import decode_latents, to_pil
-
     size: HiresSize = p.hr_size
     model = p.sd_model
     if p.latent_scale_mode is not None:
         if _wants_intermediate(p):
             for i in range(samples.shape[0]):
-                image = to_pil(decode_latents(model, samples[i : i + 1], p.opt("auto_vae_precision", True))[0])
+                image = vae.to_pil(vae.decode_latents(model, samples[i : i + 1], p.opt("auto_vae_precision", True))[0])
                 _save_before_hires(p, image, i, seeds)
         mode, antialias = p.latent_scale_mode
         samples = torch.nn.functional.interpolate(
@@ -313,12 +246,12 @@ def upscale_first_pass(p: Any, samples: torch.Tensor, decoded: torch.Tensor | No
         assert decoded is not None
         batch = []
         for i, x in enumerate(decoded):
-            image = to_pil(x)
+            image = vae.to_pil(x)
             if _wants_intermediate(p):
                 _save_before_hires(p, image, i, seeds)
-            image = resize_image(image, size.upscale_to_x, size.upscale_to_y, p.hr_upscaler)
-            batch.append(torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1))
-        samples = encode_images(model, torch.stack(batch))
+            image = upscale_to(image, size.upscale_to_x, size.upscale_to_y, p.hr_upscaler)
+            batch.append(vae.from_pil(image))
+        samples = vae.encode_images(model, torch.stack(batch))
     ty, tx = size.truncate_y, size.truncate_x
     return samples[:, :, ty // 2 : samples.shape[2] - (ty + 1) // 2, tx // 2 : samples.shape[3] - (tx + 1) // 2]
 
@@ -332,15 +265,13 @@ def hires_pass(
     from fresh per-image generators of the same seeds, the hires prompts, sampler and schedule. Conds given in
     c_hr / uc_hr are used as they are; by default they are computed for the pass's model.
     """
-    from modules import generation
-
     state = p.state
     if state.interrupted:
         return samples
     models = refiner.job_models(p)
     decoded = None
     if p.latent_scale_mode is None:
-        decoded = generation.decode_latents(p.sd_model, samples, p.opt("auto_vae_precision", True))
+        decoded = vae.decode_latents(p.sd_model, samples, p.opt("auto_vae_precision", True))
     if p.hr_checkpoint_info is not None:
         models.use(p.hr_checkpoint_info)
     else:
@@ -356,7 +287,7 @@ def hires_pass(
         p.hr_c, p.hr_uc = c_hr, uc_hr
         if p.scripts is not None:
             p.scripts.before_hr(p)
-        return generation.sample_img2img(
+        return sampling_run.sample_img2img(
             p,
             x,
             c_hr,
@@ -395,11 +326,10 @@ def _activate_hires_networks(p: Any) -> None:
 
 def hires_conds(p: Any, model: Any) -> tuple[Any, Any]:
     """Conds of this batch's hires prompts for `model`, on the hires pass's prompt-editing timeline."""
-    from modules import generation
     from modules.extra_networks_syntax import extract_extra_networks
 
     _batch_hires_prompts(p)
     prompts = [extract_extra_networks(x)[0] for x in p.hr_prompts]
     negatives = [extract_extra_networks(x)[0] for x in p.hr_negative_prompts]
     steps = p.hr_second_pass_steps or p.steps
-    return generation.conds_for_model(p, model, prompts, negatives, p.steps, hires_steps=steps, cache="hr")
+    return sampling_run.conds_for_model(p, model, prompts, negatives, p.steps, hires_steps=steps, cache="hr")

@@ -96,67 +96,59 @@ def load_hypernetwork(path: Path) -> Hypernetwork:
     return Hypernetwork(name, path, layers)
 
 
-class HyperLinear(torch.nn.Module):
-    """Stands in for one cross-attention `to_k`/`to_v` instance: hypernetworks transform its input (the context)."""
-
-    def __init__(self, original: torch.nn.Module) -> None:
-        super().__init__()
-        self.original = original
-        self.hypers: list[HyperModule] = []
-
-    # The wrapped layer's parameters stay reachable under the old path (`...attn2.to_k.weight`), so LoRA patches
-    # and the model patcher find them while a hypernetwork is active.
-    @property
-    def weight(self) -> torch.nn.Parameter:
-        return self.original.weight
-
-    @property
-    def bias(self) -> torch.nn.Parameter | None:
-        return self.original.bias
-
-    @property
-    def in_features(self) -> int:
-        return self.original.in_features
-
-    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        for hyper in self.hypers:
-            x = hyper(x)
-        return self.original(x, *args, **kwargs)
-
-
 def _cross_attentions(unet: torch.nn.Module) -> list[torch.nn.Module]:
     return [m for name, m in unet.named_modules() if name.endswith("attn2") and hasattr(m, "to_k")]
 
 
+class _ContextHook:
+    """A forward pre-hook on one `to_k`/`to_v` instance: the hypernetworks transform its input (the context).
+
+    A hook, not a replaced module: the model's own modules and parameters stay where they are (LoRA and the
+    model patcher find them unchanged) and removing the hook restores the model exactly.
+    """
+
+    def __init__(self, modules: list[HyperModule]) -> None:
+        self.modules = modules
+
+    def __call__(self, _module: torch.nn.Module, args: tuple) -> tuple:
+        x = args[0]
+        for hyper in self.modules:
+            x = hyper(x)
+        return (x, *args[1:])
+
+
 def apply(model: Any, networks: list[tuple[Hypernetwork, float]]) -> None:
-    """Install (or update, or remove when empty) the hypernetworks on the model's cross-attention k/v inputs."""
+    """Install the hypernetworks on the model's cross-attention k/v inputs, replacing any installed before;
+    an empty list removes them. The hooks live in `model.extra["hypernetwork_hooks"]`."""
     unet = model.pipe.unet
     attentions = _cross_attentions(unet)
     for net, _mult in networks:
-        widths = {a.to_k.original.in_features if isinstance(a.to_k, HyperLinear) else a.to_k.in_features
-                  for a in attentions}
+        widths = {a.to_k.in_features for a in attentions}
         if not widths <= set(net.layers):
             raise HypernetworkError(f"{net.name}: made for context widths {sorted(net.layers)}, this model uses "
                                     f"{sorted(widths)} (a hypernetwork for another model type)")
+    remove(model)
+    if not networks:
+        return
+    handles = []
     for attn in attentions:
         for attr, slot in (("to_k", 0), ("to_v", 1)):
-            current = getattr(attn, attr)
-            if not networks:
-                if isinstance(current, HyperLinear):
-                    setattr(attn, attr, current.original)
-                continue
-            if not isinstance(current, HyperLinear):
-                current = HyperLinear(current)
-                setattr(attn, attr, current)
-            width = current.original.in_features
+            linear = getattr(attn, attr)
+            width = linear.in_features
             mods = []
             for net, mult in networks:
                 module = net.layers[width][slot]
-                p = next(current.original.parameters())
-                module.to(p.device)
+                module.to(linear.weight.device)
                 module.multiplier = mult
                 mods.append(module)
-            current.hypers = mods
+            handles.append(linear.register_forward_pre_hook(_ContextHook(mods)))
+    model.extra["hypernetwork_hooks"] = handles
+
+
+def remove(model: Any) -> None:
+    """Take every hypernetwork hook off the model."""
+    for handle in model.extra.pop("hypernetwork_hooks", []):
+        handle.remove()
 
 
 class HypernetworkDatabase:
@@ -216,4 +208,6 @@ class ExtraNetworkHypernet:
             apply(p.sd_model, [])
 
     def deactivate(self, p: Any) -> None:
-        return None
+        # Job-scoped: the hooks come off when the job ends (the next job installs its own).
+        if p.sd_model is not None:
+            remove(p.sd_model)

@@ -22,6 +22,7 @@ from modules.image_metadata import (
     resolve_format,
     write_image_with_infotext,
 )
+from modules.image_resize import flatten, resize_image  # noqa: F401 - A1111 names extensions import from here
 
 if TYPE_CHECKING:
     from PIL import Image

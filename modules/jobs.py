@@ -31,6 +31,7 @@ class Job:
     status: str = "queued"  # queued, running, done, failed
     result: Any = None
     error: str | None = None
+    exc: BaseException | None = None  # what the job raised, so adapters can map its type (e.g. to a status code)
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
@@ -117,10 +118,10 @@ class JobQueue:
                 job.result = job.fn(job.state)
                 job.status = "done"
             except WebUIError as e:
-                job.error, job.status = str(e), "failed"
+                job.error, job.status, job.exc = str(e), "failed", e
                 log.warning("%s failed: %s", job.name, e)
             except Exception as e:  # the traceback goes to the log, a readable line to the client
-                job.error, job.status = f"{type(e).__name__}: {e}", "failed"
+                job.error, job.status, job.exc = f"{type(e).__name__}: {e}", "failed", e
                 log.exception("%s failed", job.name)
             finally:
                 job.finished = time.time()

@@ -1,24 +1,31 @@
-"""A1111's processing layer: the StableDiffusionProcessing objects, process_images and Processed."""
+"""L3 processing (A1111's `modules.processing`): the processing kinds, validation and process_images.
+
+Each kind (txt2img, img2img) is a StableDiffusionProcessing with A1111's fields and two methods of its own,
+`init()` (once per job: hires target size, init-image latents and masks) and `sample()` (per batch); the loop that
+calls them is `process_loop.run`, the same for every kind.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
-import random
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from modules import infotext as infotext_mod
+import torch
+from PIL import Image
+
+from modules import hires, image_conditioning, img2img_prepare, process_loop, refiner, sampling_run, sd_samplers
 from modules.errors import ValidationError
+from modules.processed import VERSION, Processed, create_infotext, fix_seed
 from modules.state import JobState
 
+__all__ = ["VERSION", "Processed", "StableDiffusionProcessing", "StableDiffusionProcessingImg2Img",
+           "StableDiffusionProcessingTxt2Img", "create_infotext", "fix_seed", "process_images", "validate"]
 log = logging.getLogger(__name__)
-VERSION = "v1.10.1-diffusers"  # reported in infotext `Version`; A1111 readers key their back-compat on it
-
-
-def _randint() -> int:
-    return int(random.randrange(4294967294))
+opt_C = 4  # A1111's latent channels and
+opt_f = 8  # image pixels per latent pixel, which extensions read
 
 
 @dataclass(eq=False)
@@ -108,6 +115,30 @@ class StableDiffusionProcessing:
     def opt(self, key: str, default: Any = None) -> Any:
         return default if self.opts is None else self.opts.get(key, default)
 
+    # --- what each kind defines (A1111's init/sample), with the defaults the loop relies on -------------------
+    def init(self, all_prompts: list[str], all_seeds: list[int], all_subseeds: list[int]) -> None:
+        """Once per job, after prompts and seeds are set up and before the first batch."""
+
+    def sample(self, conditioning: Any, unconditional_conditioning: Any, seeds: list[int], subseeds: list[int],
+               subseed_strength: float, prompts: list[str]) -> torch.Tensor:
+        """The final latents of one batch."""
+        raise NotImplementedError(f"{type(self).__name__} does not define sample()")
+
+    def passes_per_batch(self) -> int:
+        """Progress: how many sampling passes each batch takes (hires fix makes two)."""
+        return 1
+
+    def finish_image(self, index: int, image: Image.Image) -> Image.Image:
+        """A decoded image of this batch made final (img2img pastes the inpainted region onto the original)."""
+        return image
+
+    def extra_result_images(self, index: int, image: Image.Image) -> list[Image.Image]:
+        """Images shown beside the result but not saved or put in the grid (img2img's mask previews)."""
+        return []
+
+    def validate_kind(self) -> None:
+        """Checks of the kind's own fields, before any work."""
+
 
 @dataclass(eq=False)
 class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
@@ -142,129 +173,26 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
         self.hr_c: Any = None
         self.hr_uc: Any = None
 
+    def validate_kind(self) -> None:
+        if self.enable_hr:
+            hires.validate_hires(self)
 
-class Processed:
-    """The result of process_images, with A1111's fields and its `js()` JSON (the API's `info`)."""
+    def init(self, all_prompts: list[str], all_seeds: list[int], all_subseeds: list[int]) -> None:
+        hires.prepare(self)
 
-    def __init__(self, p: StableDiffusionProcessing, images: list[Any], seed: int = -1, info: str = "",
-                 subseed: int | None = None, infotexts: list[str] | None = None, comments: str = "",
-                 index_of_first_image: int = 0) -> None:
-        self.images = images
-        self.prompt = p.prompt if isinstance(p.prompt, str) else (p.prompt[0] if p.prompt else "")
-        self.negative_prompt = (p.negative_prompt if isinstance(p.negative_prompt, str)
-                                else (p.negative_prompt[0] if p.negative_prompt else ""))
-        self.seed = seed
-        self.subseed = subseed
-        self.subseed_strength = p.subseed_strength
-        self.info = info
-        self.comments = comments
-        self.width, self.height = p.width, p.height
-        self.sampler_name, self.scheduler = p.sampler_name, p.scheduler
-        self.cfg_scale, self.steps, self.batch_size = p.cfg_scale, p.steps, p.batch_size
-        self.restore_faces, self.styles = p.restore_faces, p.styles
-        self.sd_model_name, self.sd_model_hash = p.sd_model_name, p.sd_model_hash
-        self.sd_vae_name, self.sd_vae_hash = p.sd_vae_name, p.sd_vae_hash
-        self.seed_resize_from_w, self.seed_resize_from_h = p.seed_resize_from_w, p.seed_resize_from_h
-        self.denoising_strength = p.denoising_strength
-        self.extra_generation_params = dict(p.extra_generation_params)
-        self.index_of_first_image = index_of_first_image
-        self.clip_skip = p.opt("CLIP_stop_at_last_layers", 1)
-        self.eta = p.eta
-        self.job_timestamp = p.job_timestamp
-        self.all_prompts = list(p.all_prompts)
-        self.all_negative_prompts = list(p.all_negative_prompts)
-        self.all_seeds = list(p.all_seeds)
-        self.all_subseeds = list(p.all_subseeds)
-        self.infotexts = infotexts or [info]
-        self.version = VERSION
-        self.is_using_inpainting_conditioning = False
-        self.saved_files: list[str] = []
-        self.errors: list[str] = []
+    def passes_per_batch(self) -> int:
+        return 2 if self.enable_hr else 1
 
-    def js(self) -> str:
-        return json.dumps({
-            "prompt": self.prompt, "all_prompts": self.all_prompts, "negative_prompt": self.negative_prompt,
-            "all_negative_prompts": self.all_negative_prompts, "seed": self.seed, "all_seeds": self.all_seeds,
-            "subseed": self.subseed, "all_subseeds": self.all_subseeds, "subseed_strength": self.subseed_strength,
-            "width": self.width, "height": self.height, "sampler_name": self.sampler_name,
-            "cfg_scale": self.cfg_scale, "steps": self.steps, "batch_size": self.batch_size,
-            "restore_faces": self.restore_faces, "face_restoration_model": None,
-            "sd_model_name": self.sd_model_name, "sd_model_hash": self.sd_model_hash,
-            "sd_vae_name": self.sd_vae_name, "sd_vae_hash": self.sd_vae_hash,
-            "seed_resize_from_w": self.seed_resize_from_w, "seed_resize_from_h": self.seed_resize_from_h,
-            "denoising_strength": self.denoising_strength, "extra_generation_params": self.extra_generation_params,
-            "index_of_first_image": self.index_of_first_image, "infotexts": self.infotexts,
-            "styles": self.styles, "job_timestamp": self.job_timestamp, "clip_skip": self.clip_skip,
-            "is_using_inpainting_conditioning": self.is_using_inpainting_conditioning, "version": self.version,
-            # Not in A1111's info: what went wrong without failing the job (a LoRA that does not fit, a file that
-            # could not be saved), so API clients see what the UI log shows.
-            "comments": self.comments, "errors": list(self.errors),
-        })
-
-
-def fix_seed(p: StableDiffusionProcessing) -> None:
-    """Replace -1 seeds with random ones (A1111's fix_seed)."""
-    p.seed = _randint() if p.seed is None or int(p.seed) == -1 else int(p.seed)
-    p.subseed = _randint() if p.subseed is None or int(p.subseed) == -1 else int(p.subseed)
-
-
-def create_infotext(p: StableDiffusionProcessing, all_prompts: list[str], all_seeds: list[int],
-                    all_subseeds: list[int], comments: Any = None, iteration: int = 0, position_in_batch: int = 0,
-                    use_main_prompt: bool = False, index: int | None = None,
-                    all_negative_prompts: list[str] | None = None) -> str:
-    """A1111's infotext for one image, keys in A1111's emission order."""
-    from modules import sd_samplers
-
-    if index is None:
-        index = position_in_batch + iteration * p.batch_size
-    negs = all_negative_prompts if all_negative_prompts is not None else p.all_negative_prompts
-    clip_skip = p.opt("CLIP_stop_at_last_layers", 1)
-    cfg = sd_samplers.find_sampler_config(p.sampler_name)
-    sched = sd_samplers.find_scheduler(p.scheduler)
-    if sched.function is None and cfg.scheduler:  # Automatic resolved to the sampler's own schedule
-        sched = sd_samplers.find_scheduler(cfg.scheduler)
-    sched_label = sched.label
-    uses_ensd = p.opt("eta_noise_seed_delta", 0) != 0 and cfg.uses_ensd
-    # Named as in A1111: callables in extra_generation_params (e.g. Hires prompt) receive these locals.
-    prompt_text = p.main_prompt if use_main_prompt else (all_prompts[index] if index < len(all_prompts) else "")
-    negative_prompt = p.main_negative_prompt if use_main_prompt else (negs[index] if index < len(negs) else "")
-    params: dict[str, Any] = {
-        "Steps": p.steps,
-        "Sampler": p.sampler_name,
-        "Schedule type": sched_label,
-        "CFG scale": p.cfg_scale,
-        "Seed": all_seeds[index] if index < len(all_seeds) else p.seed,
-        "Size": f"{p.width}x{p.height}",
-        "Model hash": p.sd_model_hash if p.opt("add_model_hash_to_info", True) else None,
-        "Model": p.sd_model_name if p.opt("add_model_name_to_info", True) else None,
-        "VAE hash": p.sd_vae_hash if p.opt("add_vae_hash_to_info", True) else None,
-        "VAE": p.sd_vae_name if p.opt("add_vae_name_to_info", True) else None,
-        "Variation seed": (None if p.subseed_strength == 0 else
-                           (all_subseeds[index] if index < len(all_subseeds) else p.subseed)),
-        "Variation seed strength": None if p.subseed_strength == 0 else p.subseed_strength,
-        "Seed resize from": (None if p.seed_resize_from_w <= 0 or p.seed_resize_from_h <= 0
-                             else f"{p.seed_resize_from_w}x{p.seed_resize_from_h}"),
-        "Denoising strength": p.extra_generation_params.get("Denoising strength"),
-        "Clip skip": None if clip_skip <= 1 else clip_skip,
-        "ENSD": p.opt("eta_noise_seed_delta", 0) if uses_ensd else None,
-        "RNG": p.opt("randn_source", "GPU") if p.opt("randn_source", "GPU") != "GPU" else None,
-        "Tiling": "True" if p.tiling else None,
-    }
-    for key, value in p.extra_generation_params.items():
-        if key == "Denoising strength":
-            continue
-        params[key] = value(**locals()) if callable(value) else value
-    if p.opt("add_version_to_infotext", True):
-        params["Version"] = VERSION
-    return infotext_mod.create_infotext(prompt_text, negative_prompt, params)
+    def sample(self, conditioning: Any, unconditional_conditioning: Any, seeds: list[int], subseeds: list[int],
+               subseed_strength: float, prompts: list[str]) -> torch.Tensor:
+        samples = sampling_run.sample_txt2img(self, conditioning, unconditional_conditioning, seeds, subseeds)
+        if self.enable_hr and not self.state.skipped:
+            samples = hires.hires_pass(self, samples, seeds, subseeds)
+        return samples
 
 
 def validate(p: StableDiffusionProcessing) -> None:
     """Reject out-of-range requests before any work starts; the message names the field."""
-    import math
-
-    from modules import sd_samplers
-
     for name, lo, hi in (("width", 64, 2048), ("height", 64, 2048)):
         value = getattr(p, name)
         if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
@@ -289,15 +217,7 @@ def validate(p: StableDiffusionProcessing) -> None:
         sd_samplers.split_sampler_and_scheduler(p.sampler_name, p.scheduler)
     except ValueError as e:
         raise ValidationError("sampler_name", str(e)) from None
-    validate_hires_and_refiner(p)
-
-
-def validate_hires_and_refiner(p: StableDiffusionProcessing) -> None:
-    """The hr_* fields (when hires fix is on) and the refiner checkpoint, resolved against the checkpoint list."""
-    from modules import hires, refiner
-
-    if getattr(p, "enable_hr", False):
-        hires.validate_hires(p)
+    p.validate_kind()
     refiner.validate_refiner(p)
 
 
@@ -310,9 +230,83 @@ def process_images(p: StableDiffusionProcessing) -> Processed:
 
 
 def _process_images_inner(p: StableDiffusionProcessing) -> Processed:
-    from modules.generation import run_generation
-
     validate(p)
     if p.sd_model is None:
         raise ValidationError("sd_model_checkpoint", "no checkpoint is loaded; pick one in the checkpoint list")
-    return run_generation(p)
+    return process_loop.run(p)
+
+
+process_images_inner = _process_images_inner  # A1111's name (settings overrides must already be active)
+
+
+@dataclass(eq=False)
+class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
+    """img2img and inpainting: init images (and a mask) encoded once, then denoised part of the way per batch."""
+
+    init_images: list[Any] = field(default_factory=list)
+    resize_mode: int = 0
+    denoising_strength: float | None = 0.75
+    image_cfg_scale: float | None = None
+    mask: Any = None  # the mask image (A1111 keeps the name; after init the latent mask lives in `latent_blend`)
+    mask_blur_x: int = 4
+    mask_blur_y: int = 4
+    mask_blur: int | None = None
+    mask_round: bool = True
+    inpainting_fill: int = 0  # 0 fill, 1 original, 2 latent noise, 3 latent nothing
+    inpaint_full_res: bool = True  # "Only masked"
+    inpaint_full_res_padding: int = 0
+    inpainting_mask_invert: int = 0
+    initial_noise_multiplier: float | None = None
+    latent_mask: Any = None
+    force_task_id: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mask_blur is not None:  # A1111: one value sets both axes
+            self.mask_blur_x = self.mask_blur_y = int(self.mask_blur)
+        self.image_mask = self.mask
+        self.init_latent: torch.Tensor | None = None
+        self.source_images: torch.Tensor | None = None  # [B, 3, H, W] 0..1, what the conditioning is made from
+        self.pixel_mask: torch.Tensor | None = None  # [B, 1, H, W], 1 where the model paints
+        self.latent_blend: Any = None
+        self.overlay_images: list[Image.Image] | None = None
+        self.mask_for_overlay: Image.Image | None = None
+        self.paste_to: tuple[int, int, int, int] | None = None
+
+    def validate_kind(self) -> None:
+        img2img_prepare.validate(self)
+
+    def init(self, all_prompts: list[str], all_seeds: list[int], all_subseeds: list[int]) -> None:
+        img2img_prepare.init(self, all_seeds)
+
+    def image_conditioning_for(self, model: Any, batch: int, width: int, height: int) -> torch.Tensor | None:
+        source = self.source_images
+        if source is None:
+            return image_conditioning.for_txt2img(model, batch, width, height)
+        return image_conditioning.for_img2img(model, source[:batch], self.pixel_mask if self.pixel_mask is None
+                                              else self.pixel_mask[:batch], self.opt("inpainting_mask_weight", 1.0))
+
+    def sample(self, conditioning: Any, unconditional_conditioning: Any, seeds: list[int], subseeds: list[int],
+               subseed_strength: float, prompts: list[str]) -> torch.Tensor:
+        assert self.init_latent is not None
+        x = self.init_latent[: len(seeds)]
+        multiplier = self.initial_noise_multiplier
+        if multiplier is None:
+            multiplier = self.opt("initial_noise_multiplier", 1.0)
+        if multiplier != 1.0:
+            self.extra_generation_params["Noise multiplier"] = multiplier
+        samples = sampling_run.sample_img2img(
+            self, x, conditioning, unconditional_conditioning, seeds, subseeds, steps=self.steps,
+            sampler_name=self.sampler_name, scheduler=self.scheduler, width=self.width, height=self.height,
+            conds_for=lambda model: sampling_run.first_pass_conds(self, model), requested_steps=False,
+            noise_multiplier=multiplier)
+        blend = self.latent_blend
+        if blend is not None:  # the kept region exactly as encoded, whatever the last step did
+            samples = samples * blend.nmask.to(samples) + x.to(samples) * blend.mask.to(samples)
+        return samples
+
+    def finish_image(self, index: int, image: Image.Image) -> Image.Image:
+        return img2img_prepare.apply_overlay(self, index, image)
+
+    def extra_result_images(self, index: int, image: Image.Image) -> list[Image.Image]:
+        return img2img_prepare.mask_previews(self, index, image)

@@ -89,9 +89,11 @@ def _tokenize_for_schedule(prompt: str) -> list[str] | None:
     return tokens
 
 
-def _match_constructs(tokens: list[str]) -> list[int]:
-    """For every opening bracket, the index of its closing bracket if it opens a valid construct, else -1."""
+def _match_constructs(tokens: list[str]) -> tuple[list[int], set[int]]:
+    """For every opening bracket, the index of its closing bracket if it opens a valid construct, else -1; and
+    the openers of valid schedules (`[...:N]`)."""
     valid = [-1] * len(tokens)
+    schedules: set[int] = set()
     # Each frame: [open index, open char, children all valid, indexes of `:` at this level, number of `|`].
     stack: list[list] = []
     for i, tok in enumerate(tokens):
@@ -115,32 +117,37 @@ def _match_constructs(tokens: list[str]) -> list[int]:
                 if kind == "(":
                     ok = pipes == 0 and len(colons) <= 1
                 elif colons:
+                    # A `|` in a schedule's parts is text: A1111 documents `a [{b|d{:.5] c` as a schedule.
                     last = colons[-1]
                     ok = (
-                        pipes == 0
-                        and len(colons) <= 2
+                        len(colons) <= 2
                         and i == last + 2
                         and tokens[last + 1] not in "[]():|"
                         and _WHEN.fullmatch(tokens[last + 1]) is not None
                     )
             if ok:
                 valid[start] = i
+                if kind == "[" and colons:
+                    schedules.add(start)
             elif stack:
                 stack[-1][2] = False
-    return valid
+    return valid, schedules
 
 
-def _build_schedule_tree(tokens: list[str], valid: list[int]) -> tuple[list, list[_Scheduled], bool] | None:
+def _build_schedule_tree(tokens: list[str], matched: tuple[list[int], set[int]]
+                         ) -> tuple[list, list[_Scheduled], bool] | None:
     """Turn tokens into a nested list of str / _Scheduled / _Alternate; None if the prompt cannot be parsed."""
+    valid, schedules = matched
     root: list = []
     scheduled: list[_Scheduled] = []
     has_alternate = False
-    # Each frame: [open char, index of its closer, segments (lists of nodes), separator seen (":" / "|" / "")].
+    # Each frame: [open char, index of its closer, segments (lists of nodes), separator seen (":" / "|" / ""),
+    # whether it is a schedule (where `|` is text)].
     frames: list[list] = []
     for i, tok in enumerate(tokens):
         if not frames:
             if (tok == "(" or tok == "[") and valid[i] >= 0:
-                frames.append([tok, valid[i], [[]], ""])
+                frames.append([tok, valid[i], [[]], "", i in schedules])
             elif tok == "|":
                 return None  # `|` outside an alternation is not part of the language
             else:
@@ -148,10 +155,10 @@ def _build_schedule_tree(tokens: list[str], valid: list[int]) -> tuple[list, lis
             continue
         frame = frames[-1]
         if tok == "(" or tok == "[":
-            frames.append([tok, valid[i], [[]], ""])  # inside a valid construct every bracket is valid
+            frames.append([tok, valid[i], [[]], "", i in schedules])  # inside a valid construct all are valid
         elif i == frame[1]:
             frames.pop()
-            kind, _, segments, sep = frame
+            kind, _, segments, sep, _sched = frame
             target = frames[-1][2][-1] if frames else root
             if kind == "(" or not sep:
                 target.append(kind)
@@ -168,6 +175,8 @@ def _build_schedule_tree(tokens: list[str], valid: list[int]) -> tuple[list, lis
                 node = _Scheduled(segments[0] if len(segments) == 3 else None, segments[-2], when_text)
                 target.append(node)
                 scheduled.append(node)
+        elif tok == "|" and frame[4]:
+            frame[2][-1].append(tok)  # literal text inside a schedule
         elif tok == ":" or tok == "|":
             frame[2].append([])
             frame[3] = tok

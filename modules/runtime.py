@@ -115,8 +115,10 @@ class Runtime:
         info = self.models.current_info
         return info.title if info else None
 
-    def switch_checkpoint(self, name: str, progress: Callable[[str], None] | None = None) -> str:
-        """Load a checkpoint and store it as `sd_model_checkpoint`; on failure the old one keeps serving."""
+    def switch_checkpoint(self, name: str, progress: Callable[[str], None] | None = None, *, save: bool = True
+                          ) -> str:
+        """Load a checkpoint and store it as `sd_model_checkpoint` (written to the settings file unless `save` is
+        False, for callers that save once for several changes); on failure the old one keeps serving."""
         with self._switch_lock:
             try:
                 model = self.models.load(name, progress)
@@ -126,7 +128,8 @@ class Runtime:
             info = self.models.current_info
             assert info is not None
             self.opts.set("sd_model_checkpoint", info.title, run_callbacks=False)
-            self.save_settings()
+            if save:
+                self.save_settings()
             self.model_status = f"Loaded {info.title}: {model.reason} ({model.load_seconds:.1f}s)"
             return info.title
 
@@ -182,6 +185,14 @@ class Runtime:
             except WebUIError as e:
                 self.warnings.append(str(e))
         log.error("No checkpoint could be loaded: %s", self.model_status)
+
+    def start_initial_load(self) -> Any:
+        """Queue the start-up load (`load_initial_model`) as the first job; returns the Job."""
+        def load(state: Any) -> None:
+            state.textinfo = "Loading the checkpoint"
+            self.load_initial_model()
+
+        return self.jobs.submit("load checkpoint", load)
 
     def download_default_model(self, progress: Callable[[int, int | None], None] | None = None) -> str:
         """The SD1.5 download A1111 offers when no checkpoint exists; explicit, never at start-up."""

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import gradio as gr
 
 from modules.scripts import Script, ScriptRunner, describe_script
-from modules.state import JobState
 
 log = logging.getLogger(__name__)
 
@@ -68,18 +66,6 @@ def create_script_ui(runner: ScriptRunner, is_img2img: bool = False) -> list[Any
         inputs += script.controls
     runner.inputs = inputs
     return inputs
-
-
-def run_job(runtime: Any, params: Any, state: JobState, script_args: Sequence[Any]) -> Any:
-    """The UI's txt2img job: p with script_args, the selected script's run() or process_images."""
-    from modules import txt2img
-    from modules.processing import process_images
-
-    p = txt2img.build_processing(runtime, params, state)
-    p.script_args = tuple(script_args)
-    runner = p.scripts
-    processed = runner.run(p, *p.script_args) if runner is not None and p.script_args else None
-    return processed if processed is not None else process_images(p)
 
 
 def layout_without_page(runner: ScriptRunner, is_img2img: bool = False) -> list[Any]:

@@ -13,8 +13,9 @@ from typing import Any
 import gradio as gr
 from pydantic import ValidationError as PydanticValidationError
 
-from modules import hires, script_callbacks, sd_samplers, ui_scripts
+from modules import hires, job_runner, script_callbacks, sd_samplers, ui_scripts
 from modules import infotext as infotext_mod
+from modules.errors import WebUIError
 from modules.params import Txt2ImgParams
 from modules.runtime import Runtime
 from modules.ui_extra_networks import create_extra_networks_ui
@@ -156,7 +157,11 @@ def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
             msg = _validation_message(e) if isinstance(e, PydanticValidationError) else str(e)
             yield gr.update(), "", "", "", _error_html(msg), "", ""
             return
-        job = runtime.jobs.submit("txt2img", lambda state: ui_scripts.run_job(runtime, params, state, script_args))
+        try:
+            job = job_runner.submit(runtime, job_runner.JobRequest(params, script_args=tuple(script_args)))
+        except WebUIError as e:  # refused before queueing (unknown style, locked setting...): say why
+            yield gr.update(), "", "", "", _error_html(str(e)), "", ""
+            return
         last_preview = -1
         while not job.done.wait(0.5):
             fraction, text = _status_text(runtime, job)

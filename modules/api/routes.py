@@ -161,8 +161,7 @@ def create_router() -> APIRouter:
     @router.post("/txt2img", response_model=models.TextToImageResponse)
     async def txt2img(request: Request, body: Txt2ImgParams) -> Any:
         runtime = _runtime(request)
-        params = await run_in_threadpool(service.prepare_txt2img, runtime, body)
-        pending = service.PendingJob(runtime, "txt2img", service.txt2img_job(runtime, params), body.force_task_id)
+        pending = await run_in_threadpool(service.submit_generation, runtime, body)
         processed = await _wait(request, pending)
         encoded = await run_in_threadpool(_encode_all, processed, runtime.opts) if body.send_images else []
         return {"images": encoded, "parameters": body.model_dump(), "info": processed.js()}

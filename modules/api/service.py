@@ -1,8 +1,7 @@
-"""What the API routes do, without any web framework: checks at the boundary, jobs on the shared queue, listings."""
+"""L4 adapter support: what the API routes do, without any web framework: jobs on the shared queue, listings."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
@@ -11,16 +10,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError as PydanticValidationError
-
-from modules import infotext as infotext_mod
-from modules import sd_samplers
-from modules.errors import ModelNotFoundError, SettingsError, ValidationError, WebUIError
+from modules import job_runner, sd_samplers
+from modules.errors import ModelNotFoundError, ValidationError, WebUIError
+from modules.job_runner import JobRequest
 from modules.jobs import Job
-from modules.params import Txt2ImgParams
-from modules.processing import Processed, process_images
+from modules.params import GenerationParams
 from modules.state import JobState
-from modules.txt2img import build_processing
 
 log = logging.getLogger(__name__)
 
@@ -39,23 +34,10 @@ class TaskIdInUseError(ValidationError):
 
 # --- running jobs ------------------------------------------------------------------------------------------------
 class PendingJob:
-    """A job submitted to the shared queue, remembering the exception object so its type maps to a status code."""
+    """A job on the shared queue, whose error type maps to a status code."""
 
-    def __init__(self, runtime: Any, name: str, fn: Callable[[JobState], Any], task_id: str | None = None) -> None:
-        self.exc: BaseException | None = None
-
-        def wrapped(state: JobState) -> Any:
-            try:
-                return fn(state)
-            except BaseException as e:
-                self.exc = e
-                raise
-
-        if task_id:
-            existing = runtime.jobs.get(task_id)
-            if existing is not None and existing.status in ("queued", "running"):
-                raise TaskIdInUseError("force_task_id", f"a job with id {task_id!r} is already queued or running")
-        self.job: Job = runtime.jobs.submit(name, wrapped, task_id=task_id)
+    def __init__(self, job: Job) -> None:
+        self.job = job
 
     @property
     def done(self) -> bool:
@@ -66,229 +48,50 @@ class PendingJob:
         job = self.job
         if job.status != "failed":
             return job.result
-        if isinstance(self.exc, WebUIError):
-            raise self.exc
-        if self.exc is None:  # failed before its function ran (e.g. interrupted while queued)
+        if isinstance(job.exc, WebUIError):
+            raise job.exc
+        if job.exc is None:  # failed before its function ran (e.g. interrupted while queued)
             raise WebUIError(job.error or "the job failed")
         raise JobFailedError(
-            f"{job.name} failed with an internal error ({type(self.exc).__name__}); see the server log"
+            f"{job.name} failed with an internal error ({type(job.exc).__name__}); see the server log"
         )
+
+
+def _check_task_id(runtime: Any, task_id: str | None) -> None:
+    if task_id:
+        existing = runtime.jobs.get(task_id)
+        if existing is not None and existing.status in ("queued", "running"):
+            raise TaskIdInUseError("force_task_id", f"a job with id {task_id!r} is already queued or running")
+
+
+def submit(runtime: Any, name: str, fn: Callable[[JobState], Any], task_id: str | None = None) -> PendingJob:
+    """A quick non-generation job (model, settings) on the shared queue."""
+    _check_task_id(runtime, task_id)
+    return PendingJob(runtime.jobs.submit(name, fn, task_id=task_id))
 
 
 def run_job(runtime: Any, name: str, fn: Callable[[JobState], Any]) -> Any:
     """Submit to the shared FIFO queue and block until done (for quick model/settings jobs)."""
-    pending = PendingJob(runtime, name, fn)
+    pending = submit(runtime, name, fn)
     pending.job.done.wait()
     return pending.result()
 
 
-# --- txt2img -----------------------------------------------------------------------------------------------------
-# Infotext key -> (request field, cast): the fields A1111's `infotext` request field may fill.
-_INFOTEXT_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "Prompt": ("prompt", str),
-    "Negative prompt": ("negative_prompt", str),
-    "Steps": ("steps", lambda v: int(float(v))),
-    "Sampler": ("sampler_name", str),
-    "Schedule type": ("scheduler", str),
-    "CFG scale": ("cfg_scale", float),
-    "Seed": ("seed", lambda v: int(float(v))),
-    "Size-1": ("width", lambda v: int(float(v))),
-    "Size-2": ("height", lambda v: int(float(v))),
-    "Variation seed": ("subseed", lambda v: int(float(v))),
-    "Variation seed strength": ("subseed_strength", float),
-    "Seed resize from-1": ("seed_resize_from_w", lambda v: int(float(v))),
-    "Seed resize from-2": ("seed_resize_from_h", lambda v: int(float(v))),
-    "Denoising strength": ("denoising_strength", float),
-}
+# --- generation --------------------------------------------------------------------------------------------------
+def submit_generation(runtime: Any, params: GenerationParams) -> PendingJob:
+    """Check (422 before queueing) and queue a txt2img/img2img request: the same job function the UI uses."""
+    _check_task_id(runtime, params.force_task_id)
+    return PendingJob(job_runner.submit(runtime, JobRequest(params, is_api=True), task_id=params.force_task_id))
 
 
-def _cast_setting(default: Any, value: Any) -> Any:
-    if isinstance(default, bool):
-        return str(value).lower() in ("true", "1", "yes")
-    if isinstance(default, int):
-        return int(float(value))
-    if isinstance(default, float):
-        return float(value)
-    return str(value)
+def prepare(runtime: Any, params: GenerationParams) -> GenerationParams:
+    """The checks done before queueing, with the infotext applied (what the job will run)."""
+    return job_runner.prepare(runtime, JobRequest(params, is_api=True)).params
 
 
-def apply_infotext(runtime: Any, params: Txt2ImgParams) -> Txt2ImgParams:
-    """Fill the fields the client did not send (and settings it did not override) from `infotext`, as A1111."""
-    if not params.infotext:
-        return params
-    if len(params.infotext) > 64 * 1024:
-        raise ValidationError("infotext", "is longer than 65536 characters")
-    parsed = infotext_mod.parse_generation_parameters(params.infotext)
-    given = params.model_fields_set
-    update: dict[str, Any] = {}
-    for key, (field, cast) in _INFOTEXT_FIELDS.items():
-        if key in parsed and field not in given:
-            try:
-                update[field] = cast(parsed[key])
-            except (TypeError, ValueError):
-                raise ValidationError("infotext", f"{key}: {parsed[key]!r} is not a valid value") from None
-    overrides = dict(params.override_settings)
-    opts = runtime.opts
-    for setting, info in opts.data_labels.items():
-        if (
-            info.infotext
-            and info.infotext in parsed
-            and setting not in overrides
-            and not _locked(opts, setting)
-            and setting != "sd_vae"
-        ):
-            with contextlib.suppress(TypeError, ValueError):
-                overrides[setting] = _cast_setting(info.default, parsed[info.infotext])
-    update["override_settings"] = overrides
-    data = params.model_dump(exclude_unset=True) | update
-    data.pop("infotext", None)
-    try:
-        return Txt2ImgParams(**data)
-    except PydanticValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(x) for x in err.get("loc", ()))
-        raise ValidationError(f"infotext.{where}", err.get("msg", "invalid value")) from None
-
-
-def _locked(opts: Any, key: str) -> bool:
-    info = opts.data_labels.get(key)
-    return opts.is_frozen(key) or bool(info is not None and info.restrict_api)
-
-
-def _known_setting(opts: Any, key: str) -> bool:
-    return key in opts.data_labels or key in opts.data
-
-
-def check_override_settings(runtime: Any, overrides: dict[str, Any], field: str = "override_settings") -> dict:
-    """Refuse unknown, locked (folders, security, frozen) and ill-typed settings before anything runs."""
-    opts = runtime.opts
-    checked: dict[str, Any] = {}
-    for key, value in overrides.items():
-        where = f"{field}.{key}"
-        if not _known_setting(opts, key):
-            raise ValidationError(where, "no such setting")
-        if _locked(opts, key):
-            raise ValidationError(where, "this setting cannot be changed through the API")
-        if key == "sd_model_checkpoint":
-            checked[key] = resolve_checkpoint(runtime, value, where)
-            continue
-        try:
-            checked[key] = opts.validate(key, value)
-        except SettingsError as e:
-            raise ValidationError(where, str(e)) from None
-    return checked
-
-
-def resolve_checkpoint(runtime: Any, name: Any, field: str = "sd_model_checkpoint") -> str:
-    if not isinstance(name, str) or not name:
-        raise ValidationError(field, "must be a checkpoint title")
-    info = runtime.registry.closest(name)
-    if info is None:
-        runtime.refresh_checkpoints()
-        info = runtime.registry.closest(name)
-    if info is None:
-        raise ValidationError(
-            field, f"checkpoint {name!r} not found; available: {', '.join(runtime.registry.titles()) or 'none'}"
-        )
-    return info.title
-
-
-def _check_sampler(sampler: str | None, scheduler: str | None, field: str) -> None:
-    try:
-        sd_samplers.split_sampler_and_scheduler(sampler or "", scheduler)
-    except ValueError as e:
-        raise ValidationError(field, str(e)) from None
-
-
-def _find_script(runner: Any, title: str, *, alwayson: bool) -> Any:
-    for script in runner.scripts:
-        if bool(script.alwayson) == alwayson and script.title().lower() == title.lower():
-            return script
-    return None
-
-
-def _script_titles(runner: Any, *, alwayson: bool) -> list[str]:
-    return [s.title() for s in runner.scripts if bool(s.alwayson) == alwayson]
-
-
-def build_script_args(runner: Any, params: Txt2ImgParams) -> tuple[Any, tuple]:
-    """(selected script or None, the flat script_args list the runner slices per script, as A1111 lays it out)."""
-    selected = None
-    if params.script_name:
-        selected = _find_script(runner, params.script_name, alwayson=False)
-        if selected is None:
-            available = ", ".join(_script_titles(runner, alwayson=False)) or "none"
-            raise ValidationError("script_name", f"no script named {params.script_name!r}; available: {available}")
-    size = max([s.args_to or 0 for s in runner.scripts], default=0)
-    flat: list[Any] = [None] * size
-    if selected is not None and selected.args_from is not None:
-        flat[selected.args_from : selected.args_to] = list(params.script_args)[: selected.args_to - selected.args_from]
-    for title, entry in params.alwayson_scripts.items():
-        script = _find_script(runner, title, alwayson=True)
-        if script is None:
-            available = ", ".join(_script_titles(runner, alwayson=True)) or "none"
-            raise ValidationError(
-                f"alwayson_scripts.{title}", f"no always-on script with that title; available: {available}"
-            )
-        if not isinstance(entry, dict) or not isinstance(entry.get("args", []), list):
-            raise ValidationError(f"alwayson_scripts.{title}", 'must be an object like {"args": [...]}')
-        if script.args_from is not None and script.args_to is not None:
-            args = entry.get("args", [])[: script.args_to - script.args_from]
-            flat[script.args_from : script.args_from + len(args)] = args
-    return selected, tuple(flat)
-
-
-def prepare_txt2img(runtime: Any, params: Txt2ImgParams) -> Txt2ImgParams:
-    """Everything that can be refused before queueing: sampler, styles, settings and script names."""
-    params = apply_infotext(runtime, params)
-    _check_sampler(params.sampler_name or params.sampler_index, params.scheduler, "sampler_name")
-    if params.styles and runtime.styles is not None:
-        missing = runtime.styles.missing(params.styles)
-        if missing:
-            raise ValidationError(
-                "styles", f"unknown styles {missing}; available: {', '.join(runtime.styles.names()) or 'none'}"
-            )
-    check_override_settings(runtime, params.override_settings)
-    build_script_args(runtime.scripts_txt2img, params)
-    return params
-
-
-def _ensure_model(runtime: Any) -> None:
-    """After /unload-checkpoint the next generation loads the selected model again, as A1111 does."""
-    if runtime.models.current is None and runtime.registry.titles():
-        runtime.switch_checkpoint(runtime.opts.sd_model_checkpoint or runtime.registry.titles()[0])
-
-
-def txt2img_job(runtime: Any, params: Txt2ImgParams) -> Callable[[JobState], Processed]:
-    """The job body: optional per-job checkpoint, the selected script or process_images, settings kept or not."""
-    overrides = check_override_settings(runtime, params.override_settings)
-    checkpoint = overrides.pop("sd_model_checkpoint", None)
-    job_params = params.model_copy(update={"override_settings": overrides})
-
-    def run(state: JobState) -> Processed:
-        _ensure_model(runtime)
-        previous = runtime.current_title()
-        switched = bool(checkpoint and checkpoint != previous)
-        if switched:
-            runtime.switch_checkpoint(checkpoint)
-        try:
-            p = build_processing(runtime, job_params, state, is_api=True)
-            selected, p.script_args = build_script_args(runtime.scripts_txt2img, job_params)
-            processed = None
-            if selected is not None:
-                processed = selected.run(p, *p.script_args[selected.args_from : selected.args_to])
-            if processed is None:
-                processed = process_images(p)
-        finally:
-            if switched and params.override_settings_restore_afterwards and previous:
-                runtime.switch_checkpoint(previous)
-        if not params.override_settings_restore_afterwards and overrides:
-            for key, value in overrides.items():
-                runtime.opts.set(key, value, is_api=True)
-            runtime.save_settings()
-        return processed
-
-    return run
+check_override_settings = job_runner.check_override_settings
+resolve_checkpoint = job_runner.resolve_checkpoint
+_known_setting = job_runner._known_setting
 
 
 # --- progress ----------------------------------------------------------------------------------------------------

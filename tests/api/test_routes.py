@@ -90,13 +90,13 @@ def test_txt2img_defaults_steps_50_euler(client, monkeypatch) -> None:
     from modules.api import service
 
     seen = {}
-    real = service.txt2img_job
+    real = service.submit_generation
 
     def spy(runtime, params):
         seen["params"] = params
         return real(runtime, params.model_copy(update={"steps": 1}))
 
-    monkeypatch.setattr(service, "txt2img_job", spy)
+    monkeypatch.setattr(service, "submit_generation", spy)
     r = client.post(f"{API}/txt2img", json={"width": 64, "height": 64})
     assert r.status_code == 200
     assert seen["params"].steps == 50 and seen["params"].sampler_index == "Euler"
@@ -204,7 +204,7 @@ class _Selectable(Script):
     def __init__(self, fail: Exception | None = None) -> None:
         self.calls: list[tuple] = []
         self.fail = fail
-        self.args_from, self.args_to = 0, 2
+        self.args_from, self.args_to = 1, 3  # slot 0 is the Script dropdown, as the page lays it out
 
     def title(self) -> str:
         return "My Loop"
@@ -222,7 +222,7 @@ class _AlwaysOn(Script):
 
     def __init__(self) -> None:
         self.seen: list[tuple] = []
-        self.args_from, self.args_to = 2, 3
+        self.args_from, self.args_to = 3, 4
 
     def title(self) -> str:
         return "Tagger"

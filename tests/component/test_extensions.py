@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from modules import extensions, script_callbacks, script_loading, scripts, ui_extensions, ui_scripts
+from modules import extensions, job_runner, script_callbacks, script_loading, scripts, ui_extensions, ui_scripts
 from modules.extensions import ExtensionAccessError, ExtensionError
 from modules.params import Txt2ImgParams
 from tests.fixtures.tiny_models import write_tiny_checkpoint
@@ -123,7 +123,7 @@ def run_with_args(rt, args_by_title: dict[str, list], selected: str | None = Non
     if selected:
         flat[0] = runner.titles.index(selected) + 1
     params = Txt2ImgParams(width=64, height=64, steps=3, seed=11, **kw)
-    return rt.jobs.run("test", lambda state: ui_scripts.run_job(rt, params, state, flat))
+    return job_runner.run_now(rt, job_runner.JobRequest(params, script_args=tuple(flat)))
 
 
 def collapse(calls: list[str]) -> list[str]:

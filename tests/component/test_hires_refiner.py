@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from modules import hires, processing, sd_samplers, tiling, txt2img
+from modules import hires, processing, sampling_run, sd_samplers, tiling, txt2img
 from modules.denoiser import DenoiserHooks
 from modules.errors import ValidationError
 from modules.infotext import parse_generation_parameters
@@ -124,10 +124,10 @@ def test_target_size_rules(size, hr, expected) -> None:
     ("requested", "strength", "expected"), [(10, 0.5, (20, 9)), (10, 1.0, (10, 9)), (7, 0.3, (23, 6)), (4, 0.0, (0, 3))]
 )
 def test_hires_steps_follow_a1111_fixed_step_rule(requested, strength, expected) -> None:
-    assert hires.img2img_steps(strength, 99, requested) == expected
+    assert sampling_run.img2img_steps(strength, 99, requested) == expected
     # without explicit steps (img2img tab, img2img_fix_steps off) strength scales the normal schedule
-    assert hires.img2img_steps(0.5, 20) == (20, 10)
-    assert hires.img2img_steps(0.5, 20, fix_steps=True) == (40, 19)
+    assert sampling_run.img2img_steps(0.5, 20) == (20, 10)
+    assert sampling_run.img2img_steps(0.5, 20, fix_steps=True) == (40, 19)
 
 
 # --- upscalers, sizes, infotext ---------------------------------------------------------------------------
@@ -437,7 +437,7 @@ def test_tiling_is_circular_during_the_job_only(sd1) -> None:
 
 def test_tiled_decode_wraps_around(sd1) -> None:
     """With circular padding the VAE sees the latent as a torus: rolling the latent rolls the image exactly."""
-    from modules.generation import decode_latents
+    from modules.vae import decode_latents
 
     model = sd1.models.current
     lat = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3))

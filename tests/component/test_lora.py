@@ -205,12 +205,12 @@ def test_request_parsing_a1111_args() -> None:
 
 
 def generate(rt, prompt: str):
-    from modules import txt2img
+    from modules import job_runner
     from modules.params import Txt2ImgParams
 
     params = Txt2ImgParams(prompt=prompt, width=64, height=64, steps=3, seed=5, sampler_name="Euler",
                            do_not_save_samples=True, do_not_save_grid=True)
-    return rt.jobs.run("test", lambda state: txt2img.run(rt, params, state))
+    return job_runner.run_now(rt, job_runner.JobRequest(params))
 
 
 def test_prompt_tag_changes_image_writes_hashes_and_restores(runtime, data_dir: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from modules import images, txt2img
+from modules import images, job_runner, txt2img
 from modules.errors import ValidationError, WebUIError
 from modules.infotext import parse_generation_parameters
 from modules.params import Txt2ImgParams
@@ -23,7 +23,7 @@ def run(rt, **kw):
     kw.setdefault("height", 64)
     kw.setdefault("steps", 4)
     params = Txt2ImgParams(**kw)
-    return rt.jobs.run("test", lambda state: txt2img.run(rt, params, state))
+    return job_runner.run_now(rt, job_runner.JobRequest(params))
 
 
 def pixels(img: Image.Image) -> np.ndarray:

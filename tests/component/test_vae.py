@@ -25,12 +25,12 @@ def write_vae(path: Path, seed: int) -> Path:
 
 
 def generate(rt, **kw):
-    from modules import txt2img
+    from modules import job_runner
     from modules.params import Txt2ImgParams
 
     params = Txt2ImgParams(prompt="a cat", width=64, height=64, steps=2, seed=5, sampler_name="Euler",
                            do_not_save_samples=True, do_not_save_grid=True, **kw)
-    return rt.jobs.run("test", lambda state: txt2img.run(rt, params, state))
+    return job_runner.run_now(rt, job_runner.JobRequest(params))
 
 
 def pix(result) -> np.ndarray:

@@ -86,15 +86,28 @@ def test_nv_generator_advances_between_calls():
     np.testing.assert_array_equal(rng_philox.Generator(7).randn((128,))[:64], first)
 
 
-def test_nv_is_standard_normal_and_fast():
+def _best(shape) -> float:
     gen = rng_philox.Generator(1234)
     best = math.inf
     for _ in range(3):
         start = time.perf_counter()
-        values = gen.randn((4, 128, 128))
+        gen.randn(shape)
         best = min(best, time.perf_counter() - start)
+    return best
+
+
+def test_nv_is_standard_normal_and_vectorised():
+    values = rng_philox.Generator(1234).randn((4, 128, 128))
     assert abs(float(values.mean())) < 0.02 and abs(float(values.std()) - 1) < 0.02
-    assert best < 0.25, f"4x128x128 Philox noise took {best:.3f}s"
+    # Vectorised, measured against the same run's plain NumPy normal draw of the same size (a per-element Python
+    # loop is ~1000x slower than NumPy; the vectorised Philox is within a small factor of it).
+    reference = math.inf
+    numpy_rng = np.random.default_rng(0)
+    for _ in range(3):
+        start = time.perf_counter()
+        numpy_rng.standard_normal((4, 128, 128))
+        reference = min(reference, time.perf_counter() - start)
+    assert _best((4, 128, 128)) / max(reference, 1e-6) < 200
 
 
 def test_nv_rejects_bad_seed():

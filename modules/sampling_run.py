@@ -1,4 +1,4 @@
-"""The generation loop under process_images: prompts, seeds, conds, noise, sampling, decoding, saving."""
+"""L3 processing: one sampling run: prompts and seeds set up, conds, noise, the CFG denoiser and the sampler call."""
 
 from __future__ import annotations
 
@@ -7,13 +7,10 @@ import math
 from typing import Any
 
 import torch
-from PIL import Image
 
-from modules import extra_networks, images, prompt_parser, rng, sd_samplers
-from modules.denoiser import CFGDenoiser, DenoiserHooks, UNetModel
-from modules.errors import WebUIError
-from modules.extra_networks_syntax import extract_extra_networks, parse_prompts
-from modules.scripts import PostprocessBatchListArgs, PostprocessImageArgs
+from modules import image_conditioning, prompt_parser, refiner, rng, sd_samplers, vae
+from modules.denoiser import CFGDenoiser, DenoiserHooks, LatentBlend, UNetModel
+from modules.extra_networks_syntax import extract_extra_networks
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +92,18 @@ def conds_for_model(p: Any, model: Any, prompts: list[str], negatives: list[str]
     return cached_c["value"], cached_uc["value"]
 
 
+def image_cond_for(p: Any, model: Any, batch: int, width: int, height: int) -> torch.Tensor | None:
+    """The extra UNet input of `model` for this pass: the processing kind's, else A1111's txt2img default."""
+    own = getattr(p, "image_conditioning_for", None)
+    if own is not None:
+        return own(model, batch, width, height)
+    return image_conditioning.for_txt2img(model, batch, width, height)
+
+
 def build_denoiser(p: Any, model: Any, c: Any, uc: Any, batch: int, width: int, height: int, total_steps: int,
                    sampler_name: str, hooks: DenoiserHooks | None = None) -> CFGDenoiser:
-    """The CFG denoiser over `model`'s UNet, with its SDXL size (or refiner aesthetic) conditioning."""
+    """The CFG denoiser over `model`'s UNet, with its SDXL size (or refiner aesthetic) conditioning, the image
+    conditioning of inpainting/instruct-pix2pix models and the kind's latent mask blend (inpainting)."""
     unet = model.pipe.unet
     device = next(unet.parameters()).device
     time_ids = uncond_time_ids = None
@@ -110,8 +116,10 @@ def build_denoiser(p: Any, model: Any, c: Any, uc: Any, batch: int, width: int, 
             time_ids = uncond_time_ids = _time_ids(p, batch, None, device, width, height)
     ac = model.pipe.scheduler.alphas_cumprod.to(torch.float32)
     inner = sd_samplers.create_denoiser(sampler_name, UNetModel(unet), ac, model.prediction_type)
+    blend: LatentBlend | None = getattr(p, "latent_blend", None)
     return CFGDenoiser(inner, c, uc, p.cfg_scale, state=p.state, hooks=hooks or p.hooks or DenoiserHooks(),
-                       total_steps=total_steps, time_ids=time_ids, uncond_time_ids=uncond_time_ids)
+                       total_steps=total_steps, time_ids=time_ids, uncond_time_ids=uncond_time_ids,
+                       image_cond=image_cond_for(p, model, batch, width, height), blend=blend)
 
 
 def _step_callback(p: Any, denoiser: Any, steps: int, is_sdxl: bool) -> Any:
@@ -131,7 +139,7 @@ def _step_callback(p: Any, denoiser: Any, steps: int, is_sdxl: bool) -> Any:
             model = p.sd_model
             p.state.current_image = preview_image(
                 p.opt("show_progress_type", "TAESD"), d["denoised"][0], is_sdxl, models_dir,
-                decode_full=lambda lat: to_pil(decode_latents(model, lat[None].float())[0]))
+                decode_full=lambda lat: vae.to_pil(vae.decode_latents(model, lat[None].float())[0]))
             p.state.current_image_sampling_step = step
             p.state.id_live_preview += 1
         for hook in hooks.after_step:
@@ -167,42 +175,15 @@ def _sigma_kwargs(p: Any) -> dict:
             "beta_alpha": p.opt("beta_dist_alpha", 0.6), "beta_beta": p.opt("beta_dist_beta", 0.6)}
 
 
-def _first_pass_conds(p: Any, model: Any) -> tuple[Any, Any]:
+def first_pass_conds(p: Any, model: Any) -> tuple[Any, Any]:
     """This batch's first-pass conds for another model (the refiner), from its own text encoders."""
     stripped = [extract_extra_networks(x)[0] for x in p.prompts]
     stripped_neg = [extract_extra_networks(x)[0] for x in p.negative_prompts]
     return conds_for_model(p, model, stripped, stripped_neg, p.steps, cache="refiner")
 
 
-def decode_latents(model: Any, latents: torch.Tensor, auto_upcast: bool = True) -> torch.Tensor:
-    """VAE decode to [B, 3, H, W] in 0..1; retries in fp32 on NaNs (A1111's auto VAE precision)."""
-    vae = model.pipe.vae
-    param = next(vae.parameters())
-    scaled = latents / vae.config.scaling_factor
-    if getattr(vae.config, "shift_factor", None):
-        scaled = scaled + vae.config.shift_factor
-    with torch.no_grad():
-        out = vae.decode(scaled.to(param.device, param.dtype), return_dict=False)[0]
-        if torch.isnan(out).any() and auto_upcast and param.dtype != torch.float32:
-            log.warning("VAE produced NaNs in %s; decoding again in float32", param.dtype)
-            vae.to(torch.float32)
-            out = vae.decode(scaled.to(param.device, torch.float32), return_dict=False)[0]
-    if torch.isnan(out).any():
-        # A1111's NansException: say so instead of saving a black image.
-        raise WebUIError("The image came out as NaN values (the model or VAE overflowed at this precision). "
-                         "Try lower prompt weights, another VAE, or --no-half / --no-half-vae.")
-    return ((out.float() + 1) / 2).clamp(0, 1)
-
-
-def to_pil(x: torch.Tensor) -> Image.Image:
-    arr = (x.permute(1, 2, 0).cpu().numpy() * 255).round().clip(0, 255).astype("uint8")
-    return Image.fromarray(arr)
-
-
-def sample_batch(p: Any, c: Any, uc: Any, seeds: list[int], subseeds: list[int]) -> torch.Tensor:
+def sample_txt2img(p: Any, c: Any, uc: Any, seeds: list[int], subseeds: list[int]) -> torch.Tensor:
     """Noise for this batch, then one sampler run with the CFG denoiser; returns the final latents."""
-    from modules import refiner
-
     model = p.sd_model
     unet = model.pipe.unet
     device = next(unet.parameters()).device
@@ -216,7 +197,7 @@ def sample_batch(p: Any, c: Any, uc: Any, seeds: list[int], subseeds: list[int])
     base = build_denoiser(p, model, c, uc, len(seeds), p.width, p.height, steps, p.sampler_name)
     inner = base.inner
     denoiser = refiner.wrap(p, base, lambda m: build_denoiser(
-        p, m, *_first_pass_conds(p, m), len(seeds), p.width, p.height, steps, p.sampler_name, base.hooks),
+        p, m, *first_pass_conds(p, m), len(seeds), p.width, p.height, steps, p.sampler_name, base.hooks),
         total_steps=steps, is_hr_pass=False)
     callback = _step_callback(p, denoiser, steps, model.is_sdxl)
     extra = _sampler_extra(p, cfg)
@@ -252,20 +233,19 @@ def _resolved_schedule_label(sampler_name: str, scheduler: str | None) -> str | 
 
 def sample_img2img(p: Any, x: torch.Tensor, c: Any, uc: Any, seeds: list[int], subseeds: list[int], *, steps: int,
                    sampler_name: str, scheduler: str | None, width: int, height: int, is_hr_pass: bool = False,
-                   conds_for: Any = None, requested_steps: bool = True) -> torch.Tensor:
+                   conds_for: Any = None, requested_steps: bool = True, noise_multiplier: float = 1.0
+                   ) -> torch.Tensor:
     """Denoise the latents `x` from p.denoising_strength of the way, as A1111's sample_img2img.
 
     Noise comes from fresh per-image generators of the same seeds (a new ImageRNG at this size: its first draw is
     the start noise, later draws feed ancestral samplers). `conds_for(model)` gives conds for a refiner switch.
     """
-    from modules import refiner
-
     model = p.sd_model
     device = next(model.pipe.unet.parameters()).device
     x = x.to(device, torch.float32)
     cfg = sd_samplers.find_sampler_config(sampler_name)
     image_rng = _image_rng(p, tuple(x.shape[1:]), seeds, subseeds, cfg, device)
-    noise = image_rng.next().to(device, torch.float32)
+    noise = image_rng.next().to(device, torch.float32) * noise_multiplier
     total, t_enc = _img2img_steps(p, steps if requested_steps else None)
     if total < 1 or t_enc < 0:  # strength 0: A1111's empty schedule leaves the latents as they are
         return x
@@ -330,9 +310,22 @@ def _extra_noise(noise: torch.Tensor, x: torch.Tensor, xi: torch.Tensor) -> torc
     return params.noise
 
 
-def _img2img_steps(p: Any, requested: int | None) -> tuple[int, int]:
-    from modules.hires import img2img_steps
+def img2img_steps(
+    denoising_strength: float, steps: int, requested: int | None = None, fix_steps: bool = False
+) -> tuple[int, int]:
+    """A1111's setup_img2img_steps -> (schedule length, t_enc); the run takes t_enc + 1 steps.
 
+    With explicit steps (the hires pass always passes them) or `img2img_fix_steps`, exactly the requested steps run
+    over a schedule stretched to requested / strength; otherwise strength * steps of the normal schedule run.
+    """
+    if fix_steps or requested is not None:
+        want = requested or steps
+        total = int(want / min(denoising_strength, 0.999)) if denoising_strength > 0 else 0
+        return total, want - 1
+    return steps, int(min(denoising_strength, 0.999) * steps)
+
+
+def _img2img_steps(p: Any, requested: int | None) -> tuple[int, int]:
     return img2img_steps(float(p.denoising_strength), p.steps, requested, bool(p.opt("img2img_fix_steps", False)))
 
 
@@ -366,133 +359,3 @@ def record_sampler_params(p: Any, cfg: Any, extra: dict) -> None:
     for key, (label, default) in names.items():
         if key in cfg.extra_params and extra[key] != default:
             p.extra_generation_params[label] = extra[key]
-
-
-def run_generation(p: Any) -> Any:
-    from modules import refiner
-
-    if p.tiling is None:
-        p.tiling = bool(p.opt("tiling", False))
-    from modules.model_patcher import JobPatches
-
-    with refiner.JobModels(p) as models:
-        p.job_models = models
-        p.model_patches = JobPatches(p.sd_model)  # extensions' weight deltas and forward hooks for this job
-        try:
-            return _run_generation(p, models)
-        finally:
-            p.model_patches.close()
-            p.job_models = None
-
-
-def _run_generation(p: Any, models: Any) -> Any:
-    from modules import hires
-    from modules.processing import Processed, create_infotext, fix_seed
-
-    state = p.state
-    scripts = p.scripts
-    from modules import script_callbacks
-
-    p.hooks = script_callbacks.denoiser_hooks(p.hooks)  # A1111's cfg_* callbacks fire from the hook points
-    if scripts is not None:
-        scripts.setup_scripts(p)
-        scripts.before_process(p)
-    fix_seed(p)
-    setup_prompts(p)
-    setup_seeds(p)
-    if scripts is not None:
-        before = (p.prompt, p.negative_prompt, list(p.all_prompts), list(p.all_negative_prompts))
-        scripts.process(p)
-        if (p.prompt, p.negative_prompt) != before[:2] and (p.all_prompts, p.all_negative_prompts) == before[2:]:
-            setup_prompts(p)  # a script edited p.prompt in process(): honour it as extensions expect
-    enable_hr = bool(getattr(p, "enable_hr", False))
-    hires.prepare(p)
-    state.job_count = p.n_iter * (2 if enable_hr else 1)
-    state.sampling_steps = p.steps
-    output_images: list[Image.Image] = []
-    infotexts: list[str] = []
-    errors: list[str] = []
-    saved: list[str] = []
-
-    def infotext(index_in_batch: int = 0, use_main_prompt: bool = False) -> str:
-        return create_infotext(p, p.all_prompts, p.all_seeds, p.all_subseeds, None, p.iteration, index_in_batch,
-                               use_main_prompt=use_main_prompt)
-
-    for n in range(p.n_iter):
-        p.iteration = n
-        if state.interrupted or state.stopping_generation:
-            break
-        lo, hi = n * p.batch_size, (n + 1) * p.batch_size
-        p.prompts, p.negative_prompts = p.all_prompts[lo:hi], p.all_negative_prompts[lo:hi]
-        p.seeds, p.subseeds = p.all_seeds[lo:hi], p.all_subseeds[lo:hi]
-        if scripts is not None:
-            scripts.before_process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
-        # Extra networks (LoRA...) come from the batch's first prompt, activated before its conds are built.
-        stripped, network_data = parse_prompts(p.prompts)
-        errors += [m for m in extra_networks.activate_for_batch(p, network_data) if m not in errors]
-        stripped_neg = [extract_extra_networks(x)[0] for x in p.negative_prompts]
-        c, uc = cached_conds(p, stripped, stripped_neg, p.steps)
-        if scripts is not None:
-            scripts.process_batch(p, batch_number=n, prompts=p.prompts, seeds=p.seeds, subseeds=p.subseeds)
-            scripts.process_before_every_sampling(p, batch_number=n)
-        samples = sample_batch(p, c, uc, p.seeds, p.subseeds)
-        if enable_hr and not state.skipped:
-            samples = hires.hires_pass(p, samples, p.seeds, p.subseeds)
-        if state.skipped:
-            models.restore_main()
-            state.nextjob()
-            continue
-        # Decoded by the model that finished sampling (hires checkpoint, refiner), as A1111 does.
-        decoded = decode_latents(p.sd_model, samples, p.opt("auto_vae_precision", True))
-        models.restore_main()
-        if scripts is not None:
-            scripts.postprocess_batch(p, decoded, batch_number=n)
-            batch_list = PostprocessBatchListArgs(list(decoded))
-            scripts.postprocess_batch_list(p, batch_list, batch_number=n)
-            decoded = batch_list.images
-        for i, x in enumerate(decoded):
-            p.batch_index = i
-            image = to_pil(x) if isinstance(x, torch.Tensor) else x
-            if scripts is not None:
-                pp = PostprocessImageArgs(image)
-                scripts.postprocess_image(p, pp)
-                image = pp.image
-            text = infotext(i)
-            infotexts.append(text)
-            image.info["parameters"] = text
-            if p.opt("samples_save", True) and not p.do_not_save_samples and p.outpath_samples:
-                try:
-                    path, _txt = images.save_image(image, p.outpath_samples, "", p.seeds[i], p.prompts[i],
-                                                   p.opt("samples_format", "png"), info=text, p=p, opts=p.opts)
-                    saved.append(path)
-                except OSError as e:  # one failed save must not lose the others
-                    log.error("%s", e)
-                    errors.append(str(e))
-            output_images.append(image)
-        state.nextjob()
-
-    index_of_first_image = 0
-    if len(output_images) > 1 and (p.opt("return_grid", True) or p.opt("grid_save", True)):
-        grid = images.image_grid(output_images, p.batch_size, opts=p.opts)
-        text = infotext(use_main_prompt=True)
-        grid.info["parameters"] = text
-        if p.opt("return_grid", True):
-            output_images.insert(0, grid)
-            infotexts.insert(0, text)
-            index_of_first_image = 1
-        if p.opt("grid_save", True) and not p.do_not_save_grid and p.outpath_grids:
-            try:
-                images.save_image(grid, p.outpath_grids, "grid", p.all_seeds[0], p.all_prompts[0],
-                                  p.opt("grid_format", "png"), info=text, short_filename=True, p=p, grid=True,
-                                  opts=p.opts)
-            except OSError as e:
-                log.error("%s", e)
-                errors.append(str(e))
-    processed = Processed(p, output_images, p.all_seeds[0] if p.all_seeds else p.seed,
-                          infotexts[0] if infotexts else "", p.all_subseeds[0] if p.all_subseeds else None,
-                          infotexts, comments="\n".join(errors), index_of_first_image=index_of_first_image)
-    processed.saved_files = saved
-    processed.errors = errors
-    if scripts is not None:
-        scripts.postprocess(p, processed)
-    return processed
