@@ -51,6 +51,27 @@ def validate(p: Any) -> None:
                                              f"image or at most batch size images")
 
 
+def check_request(params: Any) -> None:
+    """What can be refused about an img2img request before it is queued: images present and images, an empty
+    mask (after "inpaint not masked" inverts it)."""
+    if not params.init_images:
+        raise ValidationError("init_images", "img2img needs an init image")
+    for i, im in enumerate(params.init_images):
+        if not isinstance(im, Image.Image):
+            raise ValidationError(f"init_images.{i}", "is not an image")
+    if params.mask is not None:
+        if not isinstance(params.mask, Image.Image):
+            raise ValidationError("mask", "is not an image")
+        mask = masking.create_binary_mask(params.mask, round=params.mask_round)
+        if params.inpainting_mask_invert:
+            mask = ImageOps.invert(mask)
+        if mask.getbbox() is None:
+            raise ValidationError("mask", EMPTY_MASK)
+
+
+EMPTY_MASK = "the mask is empty (all black): paint the area to change, or use img2img without a mask"
+
+
 def _prepare_mask(p: Any) -> Image.Image | None:
     mask = p.image_mask
     if mask is None:
@@ -59,8 +80,7 @@ def _prepare_mask(p: Any) -> Image.Image | None:
     if p.inpainting_mask_invert:
         mask = ImageOps.invert(mask)
     if mask.getbbox() is None:
-        raise ValidationError("mask", "the mask is empty (all black): paint the area to change, or use img2img "
-                                      "without a mask")
+        raise ValidationError("mask", EMPTY_MASK)
     first = p.init_images[0]
     if mask.size != first.size:  # a mask of another size is stretched to the image, as A1111
         mask = mask.resize(first.size, Image.Resampling.LANCZOS)

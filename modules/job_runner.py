@@ -18,8 +18,8 @@ from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 
+from modules import img2img_prepare, infotext_fields, sd_samplers
 from modules import infotext as infotext_mod
-from modules import infotext_fields, sd_samplers
 from modules.errors import SettingsError, ValidationError, WebUIError
 from modules.params import GenerationParams, Img2ImgParams, Txt2ImgParams
 from modules.processed import Processed
@@ -196,6 +196,8 @@ def prepare(runtime: Any, request: JobRequest) -> JobRequest:
     if not isinstance(params, GenerationParams):
         return request
     params = apply_infotext(runtime, params)
+    if isinstance(params, Img2ImgParams):
+        img2img_prepare.check_request(params)
     try:
         sd_samplers.split_sampler_and_scheduler(params.sampler_name or params.sampler_index, params.scheduler)
     except ValueError as e:

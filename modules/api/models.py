@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modules.params import Img2ImgParams
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -15,6 +17,20 @@ class TextToImageResponse(BaseModel):
     images: list[str] = Field(default_factory=list, description="base64 images, grid first when one was made")
     parameters: dict[str, Any]
     info: str = Field(description="JSON string of the Processed object (seeds, infotexts...)")
+
+
+class ImageToImageRequest(Img2ImgParams):
+    """A1111's StableDiffusionImg2ImgProcessingAPI: images as base64 strings (decoded before the job runs)."""
+
+    init_images: list[str] = Field(default_factory=list, max_length=8)
+    mask: str | None = None
+    latent_mask: str | None = None
+
+
+class ImageToImageResponse(BaseModel):
+    images: list[str]
+    parameters: dict[str, Any]
+    info: str
 
 
 class PNGInfoRequest(_Strict):

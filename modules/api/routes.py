@@ -166,6 +166,20 @@ def create_router() -> APIRouter:
         encoded = await run_in_threadpool(_encode_all, processed, runtime.opts) if body.send_images else []
         return {"images": encoded, "parameters": body.model_dump(), "info": processed.js()}
 
+    @router.post("/img2img", response_model=models.ImageToImageResponse)
+    async def img2img(request: Request, body: models.ImageToImageRequest) -> Any:
+        runtime = _runtime(request)
+        params = await run_in_threadpool(service.img2img_params, body)
+        pending = await run_in_threadpool(service.submit_generation, runtime, params)
+        processed = await _wait(request, pending)
+        encoded = await run_in_threadpool(_encode_all, processed, runtime.opts) if body.send_images else []
+        if body.include_init_images:
+            encoded += body.init_images
+        # A1111 leaves the (large) init images and mask out of the echoed parameters.
+        echoed = body.model_dump(exclude={"init_images", "mask", "latent_mask"})
+        echoed.update(init_images=None, mask=None)
+        return {"images": encoded, "parameters": echoed, "info": processed.js()}
+
     @router.post("/png-info", response_model=models.PNGInfoResponse)
     def png_info(body: models.PNGInfoRequest) -> Any:
         from modules.image_metadata import read_info_from_image

@@ -14,7 +14,7 @@ from modules import job_runner, sd_samplers
 from modules.errors import ModelNotFoundError, ValidationError, WebUIError
 from modules.job_runner import JobRequest
 from modules.jobs import Job
-from modules.params import GenerationParams
+from modules.params import GenerationParams, Img2ImgParams
 from modules.state import JobState
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,20 @@ def submit_generation(runtime: Any, params: GenerationParams) -> PendingJob:
     """Check (422 before queueing) and queue a txt2img/img2img request: the same job function the UI uses."""
     _check_task_id(runtime, params.force_task_id)
     return PendingJob(job_runner.submit(runtime, JobRequest(params, is_api=True), task_id=params.force_task_id))
+
+
+def img2img_params(body: Any) -> Img2ImgParams:
+    """The API's img2img body with its base64 images decoded (each refused with its field name)."""
+    from modules.api.images import decode_base64_to_image
+
+    init = [decode_base64_to_image(text, f"init_images.{i}") for i, text in enumerate(body.init_images)]
+    if not init:
+        raise ValidationError("init_images", "img2img needs at least one init image")
+    mask = decode_base64_to_image(body.mask, "mask") if body.mask else None
+    latent_mask = decode_base64_to_image(body.latent_mask, "latent_mask") if body.latent_mask else None
+    data = {k: getattr(body, k) for k in body.model_fields_set if k in Img2ImgParams.model_fields}
+    data.update(init_images=init, mask=mask, latent_mask=latent_mask)
+    return Img2ImgParams(**data)
 
 
 def prepare(runtime: Any, params: GenerationParams) -> GenerationParams:
