@@ -60,6 +60,7 @@ def create_app(runtime: Runtime) -> Any:
         from modules import script_callbacks, ui_scripts
 
         ui_scripts.layout_without_page(runtime.scripts_txt2img)
+        ui_scripts.layout_without_page(runtime.scripts_img2img, is_img2img=True)
         script_callbacks.app_started_callback(None, app)
         return app
 

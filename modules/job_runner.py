@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 
-from modules import img2img_prepare, infotext_fields, sd_samplers
+from modules import img2img_batch, img2img_prepare, infotext_fields, sd_samplers
 from modules import infotext as infotext_mod
 from modules.errors import SettingsError, ValidationError, WebUIError
 from modules.params import GenerationParams, Img2ImgParams, Txt2ImgParams
@@ -69,6 +69,10 @@ class JobRequest:
     is_api: bool = False
     script_args: tuple | None = None  # the UI's values; None builds them from script_name / alwayson_scripts
     kind: str = ""
+    output_dir: str | None = None  # img2img batch: save the images here instead of the settings' folder
+    batch: dict[str, Any] | None = None  # img2img's Batch mode: folders and PNG-info options (img2img_batch)
+    # Settings our own code sets for a job (never from a request body): e.g. the batch's file names.
+    trusted_overrides: dict[str, Any] | None = None
 
     @property
     def kind_name(self) -> str:
@@ -196,7 +200,7 @@ def prepare(runtime: Any, request: JobRequest) -> JobRequest:
     if not isinstance(params, GenerationParams):
         return request
     params = apply_infotext(runtime, params)
-    if isinstance(params, Img2ImgParams):
+    if isinstance(params, Img2ImgParams) and request.batch is None:
         img2img_prepare.check_request(params)
     try:
         sd_samplers.split_sampler_and_scheduler(params.sampler_name or params.sampler_index, params.scheduler)
@@ -293,10 +297,19 @@ def run(runtime: Any, request: JobRequest, state: JobState) -> Any:
     if kind not in KINDS:
         raise WebUIError(f"unknown job kind {kind!r}")
     ensure_model(runtime, state)
+    if request.batch is not None:
+        def run_one(one: Any, output_dir: str | None, saving: dict[str, Any]) -> Any:
+            return run(runtime, dataclasses.replace(request, params=one, batch=None, output_dir=output_dir,
+                                                    trusted_overrides=saving), state)
+
+        return img2img_batch.run_batch(params, state, run_one, **request.batch)
     overrides = check_override_settings(runtime, params.override_settings)
     with job_settings(runtime, overrides, params.override_settings_restore_afterwards) as job_overrides:
+        job_overrides = {**job_overrides, **(request.trusted_overrides or {})}
         p = build_processing(runtime, params.model_copy(update={"override_settings": job_overrides}), state,
                              is_api=request.is_api)
+        if request.output_dir:
+            p.outpath_samples = request.output_dir
         runner = p.scripts
         if request.script_args is not None:
             p.script_args = tuple(request.script_args)

@@ -12,6 +12,7 @@ import gradio as gr
 from modules.paths import SCRIPT_PATH
 from modules.runtime import Runtime
 from modules.ui_extensions import create_extension_tabs, create_extensions_tab
+from modules.ui_img2img import create_img2img_tab
 from modules.ui_png_info import PngInfoTab, create_png_info_tab
 from modules.ui_quicksettings import create_quicksettings
 from modules.ui_settings import create_settings_tab
@@ -91,6 +92,7 @@ def create_ui(runtime: Runtime) -> gr.Blocks:
                     elem_classes=["startup-warning"])
         with gr.Tabs(elem_id="tabs") as tabs:
             t2i = create_txt2img_tab(runtime)
+            create_img2img_tab(runtime)
 
             def send_buttons(tab: PngInfoTab) -> None:
                 # A1111's "Send to txt2img": fill every field from the image's infotext and switch tabs.

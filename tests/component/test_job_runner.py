@@ -26,29 +26,11 @@ def _ui_generate(runtime, values: dict):
     import gradio as gr
 
     from modules.ui_txt2img import create_txt2img_tab
+    from tests.fixtures.ui_handlers import run_click
 
     with gr.Blocks() as demo:
         tab = create_txt2img_tab(runtime)
-    fn = None
-    for block_fn in demo.fns.values():
-        if (tab["generate"]._id, "click") in [tuple(t) for t in block_fn.targets]:
-            fn = block_fn
-            break
-    assert fn is not None, "the Generate button has no handler"
-    by_elem = {getattr(c, "elem_id", None): c for c in fn.inputs}
-    args = []
-    for component in fn.inputs:
-        value = getattr(component, "value", None)
-        for key, wanted in values.items():
-            if component is tab.get(key):
-                value = wanted
-        # What gradio does with a value the browser sends (e.g. the Script dropdown's "None" -> index 0).
-        args.append(component.preprocess(value) if hasattr(component, "preprocess") else value)
-    assert by_elem.get("txt2img_prompt") is tab["prompt"]
-    last = None
-    for out in fn.fn(*args):
-        last = out
-    return last
+    return run_click(demo, tab["generate"], tab, values)
 
 
 def test_ui_and_api_give_the_same_image_and_infotext(runtime) -> None:

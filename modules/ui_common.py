@@ -1,0 +1,232 @@
+"""L4 adapter (Gradio): what every generation tab shares: the top row, the parameter rows, and the job runner
+that queues a request through job_runner and streams progress, live previews and the result to the page."""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import gradio as gr
+from pydantic import ValidationError as PydanticValidationError
+
+from modules import job_runner, sd_samplers
+from modules.errors import WebUIError
+from modules.runtime import Runtime
+
+PRIVATE = {"api_visibility": "private"}
+POLL_SECONDS = 0.5
+
+
+# --- status and errors -----------------------------------------------------------------------------------------
+def progress_html(fraction: float, text: str) -> str:
+    pct = max(0.0, min(fraction, 1.0)) * 100
+    return (f'<div class="progressDiv"><div class="progress" style="width:{pct:.1f}%">'
+            f'<span class="progress-text">{html.escape(text)}</span></div></div>')
+
+
+def status_text(runtime: Runtime, job: Any) -> tuple[float, str]:
+    """(fraction done, the progress bar's text) for a queued or running job."""
+    if job.status == "queued":
+        text = f"In queue, position {runtime.jobs.position(job)}"
+        current = runtime.jobs.current
+        if current is not None and current is not job:
+            text += f" (waiting for: {current.state.textinfo or current.name})"
+        return 0.0, text
+    st = job.state
+    if st.textinfo and st.sampling_steps == 0:
+        return st.progress, st.textinfo  # e.g. the checkpoint load a job waits for
+    eta = st.eta()
+    step = f"Image {min(st.job_no + 1, max(st.job_count, 1))}/{max(st.job_count, 1)}, step {st.sampling_step}/" \
+           f"{st.sampling_steps}"
+    return st.progress, step + (f", ETA {eta:.0f}s" if eta is not None else "")
+
+
+def validation_message(e: PydanticValidationError) -> str:
+    parts = []
+    for err in e.errors():
+        where = ".".join(str(x) for x in err.get("loc", ())) or "request"
+        parts.append(f"{where}: {err.get('msg')}")
+    return "; ".join(parts)
+
+
+def error_html(text: str) -> str:
+    return f'<div class="error">{html.escape(text)}</div>'
+
+
+def infotext_html(text: str) -> str:
+    return f"<p>{html.escape(text).replace(chr(10), '<br>')}</p>"
+
+
+# --- the job runner ----------------------------------------------------------------------------------------------
+RESULT_OUTPUTS = ("gallery", "generation_info", "task_id", "progress", "html_log", "html_info", "infotext")
+
+
+def run_generation(runtime: Runtime, make_params: Callable[[], Any], script_args: tuple,
+                   batch: dict[str, Any] | None = None) -> Iterator[tuple]:
+    """Build the request, queue it through job_runner, then yield RESULT_OUTPUTS updates until it is done:
+    live previews and progress while it runs, then the images and infotext (or the error)."""
+    try:
+        params = make_params()
+        job = job_runner.submit(runtime, job_runner.JobRequest(params, script_args=tuple(script_args), batch=batch))
+    except PydanticValidationError as e:
+        yield gr.update(), "", "", "", error_html(validation_message(e)), "", ""
+        return
+    except (WebUIError, TypeError, ValueError) as e:  # refused before queueing: say why, nothing ran
+        yield gr.update(), "", "", "", error_html(str(e)), "", ""
+        return
+    last_preview = -1
+    while not job.done.wait(POLL_SECONDS):
+        fraction, text = status_text(runtime, job)
+        preview = gr.update()
+        if job.state.id_live_preview != last_preview and job.state.current_image is not None:
+            last_preview = job.state.id_live_preview
+            preview = [job.state.current_image]
+        yield preview, "", job.id, progress_html(fraction, text), "", gr.update(), gr.update()
+    if job.status == "failed":
+        yield gr.update(), "", job.id, "", error_html(job.error or "failed"), "", ""
+        return
+    processed = job.result
+    taken = (job.finished or time.time()) - (job.started or time.time())
+    first = processed.infotexts[processed.index_of_first_image] if processed.infotexts else ""
+    log_html = f"<p>Time taken: {taken:.1f} sec.</p>"
+    if processed.errors:
+        log_html += error_html("; ".join(processed.errors))
+    yield processed.images, processed.js(), job.id, "", log_html, infotext_html(first), first
+
+
+# --- parameter rows ----------------------------------------------------------------------------------------------
+TOOLTIPS: dict[str, str] = {}  # elem_id -> hover text, put on the page as `title` by javascript/hints.js
+
+
+def tool_button(label: str, elem_id: str, tooltip: str) -> gr.Button:
+    """A small icon button (A1111's ToolButton); its tooltip is registered for the page's hints."""
+    TOOLTIPS[elem_id] = tooltip
+    return gr.Button(label, elem_id=elem_id, elem_classes=["tool"], scale=0, min_width=40)
+
+
+def sampler_row(tab: str, c: dict[str, Any]) -> None:
+    samplers = sd_samplers.sampler_names()
+    with gr.Row(elem_id=f"{tab}_sampler_row"):
+        missing = ", ".join(sd_samplers.MISSING_SAMPLERS)
+        c["sampler_name"] = gr.Dropdown(samplers, value=samplers[0], label="Sampling method",
+                                        elem_id=f"{tab}_sampling",
+                                        info=f"Not available yet: {missing}" if missing else None)
+        c["scheduler"] = gr.Dropdown(sd_samplers.scheduler_labels(), value="Automatic", label="Schedule type",
+                                     elem_id=f"{tab}_scheduler")
+        c["steps"] = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id=f"{tab}_steps")
+
+
+def size_and_batch_row(tab: str, c: dict[str, Any]) -> None:
+    with gr.Row(elem_id=f"{tab}_dimensions_row"):
+        with gr.Column(scale=4):
+            c["width"] = gr.Slider(64, 2048, value=512, step=8, label="Width", elem_id=f"{tab}_width")
+            c["height"] = gr.Slider(64, 2048, value=512, step=8, label="Height", elem_id=f"{tab}_height")
+        c["swap"] = tool_button("⇅", f"{tab}_res_switch_btn", "Switch width/height")
+        with gr.Column(scale=2):
+            c["n_iter"] = gr.Slider(1, 100, value=1, step=1, label="Batch count", elem_id=f"{tab}_batch_count")
+            c["batch_size"] = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id=f"{tab}_batch_size")
+
+
+def cfg_row(tab: str, c: dict[str, Any]) -> None:
+    c["cfg_scale"] = gr.Slider(1, 30, value=7.0, step=0.5, label="CFG Scale", elem_id=f"{tab}_cfg_scale")
+
+
+def seed_rows(tab: str, c: dict[str, Any]) -> None:
+    with gr.Row(elem_id=f"{tab}_seed_row"):
+        c["seed"] = gr.Number(label="Seed", value=-1, precision=0, elem_id=f"{tab}_seed", scale=4)
+        c["random_seed"] = tool_button("🎲️", f"{tab}_random_seed", "Set seed to -1 (a new random seed each time)")
+        c["reuse_seed"] = tool_button("♻️", f"{tab}_reuse_seed", "Reuse the seed of the last generation")
+        c["subseed_show"] = gr.Checkbox(label="Extra", elem_id=f"{tab}_subseed_show", value=False, scale=1)
+    with gr.Group(visible=False, elem_id=f"{tab}_seed_extras") as extras:
+        with gr.Row():
+            c["subseed"] = gr.Number(label="Variation seed", value=-1, precision=0, elem_id=f"{tab}_subseed")
+            c["subseed_strength"] = gr.Slider(0, 1, value=0, step=0.01, label="Variation strength",
+                                              elem_id=f"{tab}_subseed_strength")
+        with gr.Row():
+            c["seed_resize_from_w"] = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from width",
+                                                elem_id=f"{tab}_seed_resize_from_w")
+            c["seed_resize_from_h"] = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from height",
+                                                elem_id=f"{tab}_seed_resize_from_h")
+    c["seed_extras"] = extras
+
+
+SEED_FIELDS = ("seed", "subseed_show", "subseed", "subseed_strength", "seed_resize_from_w", "seed_resize_from_h")
+
+
+def seed_params(v: dict[str, Any]) -> dict[str, Any]:
+    """The seed rows' values as request fields (the Extra row off means no variation, as A1111)."""
+    extra = bool(v.get("subseed_show"))
+    return {
+        "seed": int(v.get("seed") or -1),
+        "subseed": int(v.get("subseed") or -1) if extra else -1,
+        "subseed_strength": float(v.get("subseed_strength") or 0) if extra else 0.0,
+        "seed_resize_from_w": (int(v.get("seed_resize_from_w") or 0) or -1) if extra else -1,
+        "seed_resize_from_h": (int(v.get("seed_resize_from_h") or 0) or -1) if extra else -1,
+    }
+
+
+def result_column(tab: str, c: dict[str, Any]) -> None:
+    """Progress, gallery (output only, never an upload target), infotext and the log under it."""
+    c["progress"] = gr.HTML(elem_id=f"{tab}_progress")
+    c["gallery"] = gr.Gallery(label="Output", show_label=False, elem_id=f"{tab}_gallery", columns=4,
+                              format="png", preview=True, height="auto", interactive=False)
+    c["generation_info"] = gr.Textbox(visible=False, elem_id=f"generation_info_{tab}")
+    c["task_id"] = gr.Textbox(visible=False, elem_id=f"{tab}_task_id")
+    c["html_info"] = gr.HTML(elem_id=f"html_info_{tab}")
+    c["html_log"] = gr.HTML(elem_id=f"html_log_{tab}")
+    # The plain infotext (for copying); shown once, as HTML above.
+    c["infotext"] = gr.Textbox(elem_id=f"{tab}_info", visible=False)
+
+
+def wire_common(runtime: Runtime, c: dict[str, Any]) -> None:
+    """Interrupt/skip of this tab's job, width/height swap, seed buttons and the Extra seed row."""
+
+    def interrupt(task_id: str) -> None:
+        runtime.jobs.interrupt(runtime.jobs.get(task_id) if task_id else None)
+
+    def skip(task_id: str) -> None:
+        runtime.jobs.skip(runtime.jobs.get(task_id) if task_id else None)
+
+    c["interrupt"].click(interrupt, inputs=[c["task_id"]], concurrency_limit=None, **PRIVATE)
+    c["skip"].click(skip, inputs=[c["task_id"]], concurrency_limit=None, **PRIVATE)
+    c["swap"].click(lambda w, h: (h, w), inputs=[c["width"], c["height"]], outputs=[c["width"], c["height"]],
+                    **PRIVATE)
+    c["random_seed"].click(lambda: -1, outputs=[c["seed"]], **PRIVATE)
+    c["subseed_show"].change(lambda x: gr.update(visible=bool(x)), inputs=[c["subseed_show"]],
+                             outputs=[c["seed_extras"]], **PRIVATE)
+
+    def reuse_seed(gen_info: str) -> Any:
+        try:
+            return json.loads(gen_info).get("seed", -1)
+        except (TypeError, ValueError, AttributeError):
+            return gr.update()
+
+    c["reuse_seed"].click(reuse_seed, inputs=[c["generation_info"]], outputs=[c["seed"]], **PRIVATE)
+
+
+def top_row(runtime: Runtime, tab: str, c: dict[str, Any]) -> None:
+    """Prompt and negative prompt with token counters, Generate / Interrupt / Skip, paste and clear, styles."""
+    from modules.ui_toprow import create_styles_ui, create_token_counters
+
+    with gr.Row(elem_id=f"{tab}_toprow"):
+        with gr.Column(scale=6, elem_id=f"{tab}_prompt_container"):
+            c["prompt"] = gr.Textbox(label="Prompt", elem_id=f"{tab}_prompt", lines=3, show_label=False,
+                                     placeholder="Prompt\n(Press Ctrl+Enter to generate, Alt+Enter to skip, "
+                                                 "Esc to interrupt)")
+            c["negative_prompt"] = gr.Textbox(label="Negative prompt", elem_id=f"{tab}_neg_prompt", lines=3,
+                                              show_label=False, placeholder="Negative prompt")
+            create_token_counters(runtime, tab, c)
+        with gr.Column(scale=1, elem_id=f"{tab}_actions_column"):
+            with gr.Row():
+                c["interrupt"] = gr.Button("Interrupt", elem_id=f"{tab}_interrupt")
+                c["skip"] = gr.Button("Skip", elem_id=f"{tab}_skip")
+            c["generate"] = gr.Button("Generate", variant="primary", elem_id=f"{tab}_generate")
+            with gr.Row():
+                c["paste"] = tool_button("↙️", "paste" if tab == "txt2img" else f"{tab}_paste",
+                                         "Read generation parameters from the prompt or the last generation")
+                c["clear"] = tool_button("🗑️", f"{tab}_clear_prompt", "Clear prompt")
+            create_styles_ui(runtime, tab, c)
+    c["clear"].click(lambda: ("", ""), outputs=[c["prompt"], c["negative_prompt"]], **PRIVATE)
