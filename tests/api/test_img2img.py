@@ -70,7 +70,7 @@ def test_unusual_image_modes_are_converted(client, mode: str) -> None:
     base = gradient()
     buf = io.BytesIO()
     if mode == "I;16":
-        Image.fromarray((np.asarray(base.convert("L"), dtype=np.uint16) * 257)).save(buf, format="PNG")
+        Image.fromarray(np.asarray(base.convert("L"), dtype=np.uint16) * 257).save(buf, format="PNG")
     elif mode == "CMYK":
         base.convert("CMYK").save(buf, format="JPEG")
     elif mode == "exif":
