@@ -59,12 +59,24 @@ class LatentBlend:
     mask: torch.Tensor
     nmask: torch.Tensor
     before_denoising: bool = False
-    # Called with (denoiser, current, original_at_this_sigma) -> blended; extensions replace the blend here.
+    # Soft masks as a per-pixel denoising strength (differential diffusion): a pixel whose mask value is v joins
+    # the generation once (1 - progress) falls to v, so v = 1 changes fully and v = 0.3 only over the last 30%.
+    soft: bool = False
+    # Called with (current, original, blended) -> blended or None; extensions replace the blend here.
     hooks: list[Callable[..., torch.Tensor | None]] = field(default_factory=list)
 
-    def apply(self, current: torch.Tensor, original: torch.Tensor | None = None) -> torch.Tensor:
+    def keep_mask(self, progress: float) -> torch.Tensor:
+        """1 where the original is kept at this point of the run (progress 0 at the first step, 1 at the end)."""
+        if not self.soft:
+            return self.mask
+        threshold = 1.0 - progress
+        return (self.nmask < threshold).to(self.mask.dtype) if threshold > 0 else torch.zeros_like(self.mask)
+
+    def apply(self, current: torch.Tensor, original: torch.Tensor | None = None, progress: float = 0.0
+              ) -> torch.Tensor:
         original = self.init_latent if original is None else original
-        blended = current * self.nmask.to(current) + original.to(current) * self.mask.to(current)
+        keep = self.keep_mask(progress).to(current)
+        blended = current * (1 - keep) + original.to(current) * keep
         for hook in self.hooks:
             out = hook(current, original, blended)
             if out is not None:
@@ -165,6 +177,11 @@ class CFGDenoiser:
         self.blend = blend
         self.step = step_offset  # the sampling step, set by the sampler callback; used for prompt editing
 
+    @property
+    def progress(self) -> float:
+        """How far this run is: 0 at the first step, approaching 1 at the last."""
+        return self.step / self.total_steps if self.total_steps > 0 else 0.0
+
     def _check(self) -> None:
         if self.state is not None and (self.state.interrupted or self.state.skipped):
             raise SamplingInterrupted()
@@ -175,7 +192,7 @@ class CFGDenoiser:
         blend = self.blend
         if blend is not None and blend.before_denoising:
             noised = blend.init_latent.to(x) + sigma.view(-1, 1, 1, 1) * torch.randn_like(x)
-            x = blend.apply(x, noised)
+            x = blend.apply(x, noised, self.progress)
         conds_list: list[list[tuple[int, float]]] = []
         flat: list[Any] = []
         for composables in self.conds.batch:
@@ -227,7 +244,7 @@ class CFGDenoiser:
             for index, weight in entry:
                 denoised[i] += (out[index] - denoised_uncond[i]) * (weight * self.cfg_scale)
         if blend is not None and not blend.before_denoising:
-            denoised = blend.apply(denoised)
+            denoised = blend.apply(denoised, progress=self.progress)
         after = AfterCFGCallbackParams(denoised, self.step, self.total_steps)
         for hook in self.hooks.after_cfg:
             hook(after)

@@ -84,6 +84,9 @@ def _prepare_mask(p: Any) -> Image.Image | None:
     first = p.init_images[0]
     if mask.size != first.size:  # a mask of another size is stretched to the image, as A1111
         mask = mask.resize(first.size, Image.Resampling.LANCZOS)
+    mask = masking.grow(mask, int(p.mask_grow))
+    if mask.getbbox() is None:
+        raise ValidationError("mask_grow", f"shrinking by {-p.mask_grow} pixels leaves the mask empty")
     return masking.blur(mask, int(p.mask_blur_x), int(p.mask_blur_y))
 
 
@@ -104,8 +107,10 @@ def init(p: Any, all_seeds: list[int]) -> None:
             p.paste_to = (x1, y1, x2 - x1, y2 - y1)
         else:
             mask = resize_image(p.resize_mode, mask, p.width, p.height).convert("L")
-            # Doubled so the blurred edge overlays at full strength half-way in (A1111's mask_for_overlay).
-            arr = np.clip(np.asarray(mask, dtype=np.float32) * 2, 0, 255).astype(np.uint8)
+            # Doubled so the blurred edge overlays at full strength half-way in (A1111's mask_for_overlay); soft
+            # inpainting keeps the whole gradient so the paste fades like the per-pixel strength did.
+            gain = 1 if p.soft_inpainting else 2
+            arr = np.clip(np.asarray(mask, dtype=np.float32) * gain, 0, 255).astype(np.uint8)
             p.mask_for_overlay = Image.fromarray(arr, "L")
         p.overlay_images = []
         latent_mask = p.latent_mask if p.latent_mask is not None else mask
@@ -139,7 +144,8 @@ def init(p: Any, all_seeds: list[int]) -> None:
     if latent_mask is not None:
         h, w = latents.shape[-2:]
         lat = np.asarray(latent_mask.convert("L").resize((w, h), Image.Resampling.LANCZOS), dtype=np.float32) / 255
-        if p.mask_round:
+        lat = np.clip(lat, 0, 1)
+        if p.mask_round and not p.soft_inpainting:
             lat = np.around(lat)
         nmask = torch.from_numpy(lat)[None, None].expand(latents.shape[0], latents.shape[1], h, w).contiguous()
         keep = 1.0 - nmask
@@ -148,7 +154,7 @@ def init(p: Any, all_seeds: list[int]) -> None:
             latents = latents * keep + noise.to(latents) * nmask
         elif p.inpainting_fill == 3:  # latent nothing
             latents = latents * keep
-        p.latent_blend = LatentBlend(init_latent=latents, mask=keep, nmask=nmask)
+        p.latent_blend = LatentBlend(init_latent=latents, mask=keep, nmask=nmask, soft=bool(p.soft_inpainting))
         pix = np.asarray(latent_mask.convert("L").resize((p.width, p.height)), dtype=np.float32) / 255
         if p.mask_round:
             pix = np.around(pix)
@@ -157,6 +163,10 @@ def init(p: Any, all_seeds: list[int]) -> None:
                                                   else f"{p.mask_blur_x}x{p.mask_blur_y}")
         if p.inpainting_mask_invert:
             p.extra_generation_params["Mask mode"] = "Inpaint not masked"
+        if p.mask_grow:
+            p.extra_generation_params["Mask grow"] = p.mask_grow
+        if p.soft_inpainting:
+            p.extra_generation_params["Soft inpainting enabled"] = True
         p.extra_generation_params["Masked content"] = INPAINTING_FILL[p.inpainting_fill]
         p.extra_generation_params["Inpaint area"] = "Only masked" if p.inpaint_full_res else None
         if p.inpaint_full_res:

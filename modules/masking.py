@@ -17,6 +17,14 @@ def create_binary_mask(image: Image.Image, round: bool = True) -> Image.Image:  
     return mask
 
 
+def grow(mask: Image.Image, pixels: int) -> Image.Image:
+    """Grow (pixels > 0) or shrink (< 0) the mask's white area by that many pixels."""
+    if pixels == 0:
+        return mask
+    size = 2 * abs(int(pixels)) + 1
+    return mask.filter(ImageFilter.MaxFilter(size) if pixels > 0 else ImageFilter.MinFilter(size))
+
+
 def blur(mask: Image.Image, blur_x: int, blur_y: int) -> Image.Image:
     """A1111's separate X/Y Gaussian mask blur (sigma = the blur value, in pixels)."""
     if blur_x <= 0 and blur_y <= 0:

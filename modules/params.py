@@ -115,3 +115,6 @@ class Img2ImgParams(GenerationParams):
     initial_noise_multiplier: float | None = Field(None, ge=0, le=2, allow_inf_nan=False)
     latent_mask: Any = None
     include_init_images: bool = False
+    # Not in A1111: grow/shrink the mask in pixels, and soft inpainting as a per-pixel denoising strength.
+    mask_grow: int = Field(0, ge=-256, le=256)
+    soft_inpainting: bool = False

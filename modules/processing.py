@@ -259,6 +259,8 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
     initial_noise_multiplier: float | None = None
     latent_mask: Any = None
     force_task_id: str | None = None
+    mask_grow: int = 0  # pixels: grow (> 0) or shrink (< 0) the mask before blurring
+    soft_inpainting: bool = False  # the blurred mask as a per-pixel denoising strength (differential diffusion)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -301,7 +303,7 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
             conds_for=lambda model: sampling_run.first_pass_conds(self, model), requested_steps=False,
             noise_multiplier=multiplier)
         blend = self.latent_blend
-        if blend is not None:  # the kept region exactly as encoded, whatever the last step did
+        if blend is not None and not blend.soft:  # the kept region exactly as encoded, whatever the last step did
             samples = samples * blend.nmask.to(samples) + x.to(samples) * blend.mask.to(samples)
         return samples
 
