@@ -25,7 +25,7 @@ FIELDS = ("mode", "init_img", "sketch", "init_img_with_mask", "inpaint_color_ske
           "init_img_inpaint", "init_mask_inpaint", "batch_input_dir", "batch_output_dir", "batch_inpaint_mask_dir",
           "batch_use_png_info", "batch_png_info_props", "batch_png_info_dir", "resize_mode", "resize_by_tab",
           "scale_by", "mask_blur", "mask_alpha", "inpainting_mask_invert", "inpainting_fill", "inpaint_full_res",
-          "inpaint_full_res_padding", "denoising_strength", "image_cfg_scale", "prompt", "negative_prompt",
+          "inpaint_full_res_padding", "mask_grow", "soft_inpainting", "denoising_strength", "image_cfg_scale", "prompt", "negative_prompt",
           "sampler_name", "scheduler", "steps", "width", "height", "n_iter", "batch_size", "cfg_scale", "styles",
           *ui_common.SEED_FIELDS)
 
@@ -113,7 +113,8 @@ def build_params(v: dict[str, Any]) -> Img2ImgParams:
         mask_blur=int(v["mask_blur"]), inpainting_mask_invert=MASK_MODES.index(v["inpainting_mask_invert"]),
         inpainting_fill=MASKED_CONTENT.index(v["inpainting_fill"]),
         inpaint_full_res=v["inpaint_full_res"] == INPAINT_AREA[1],
-        inpaint_full_res_padding=int(v["inpaint_full_res_padding"]),
+        inpaint_full_res_padding=int(v["inpaint_full_res_padding"]), mask_grow=int(v.get("mask_grow") or 0),
+        soft_inpainting=bool(v.get("soft_inpainting")),
         **ui_common.seed_params(v), **extra)
 
 
@@ -187,6 +188,12 @@ def create_img2img_tab(runtime: Runtime) -> dict[str, Any]:
                         c["inpaint_full_res_padding"] = gr.Slider(0, 256, value=32, step=4,
                                                                   label="Only masked padding, pixels",
                                                                   elem_id="img2img_inpaint_full_res_padding")
+                    with gr.Row():
+                        c["mask_grow"] = gr.Slider(-64, 64, value=0, step=1, label="Grow / shrink mask, pixels",
+                                                   elem_id="img2img_mask_grow")
+                        c["soft_inpainting"] = gr.Checkbox(label="Soft inpainting", value=False,
+                                                           elem_id="soft_inpainting_enabled",
+                                                           info="The blurred mask edge as a gradual strength")
                 ui_common.sampler_row("img2img", c)
                 c["resize_by_tab"] = gr.State(False)
                 with gr.Tabs(elem_id="img2img_tabs_resize"):
