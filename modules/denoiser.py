@@ -163,7 +163,7 @@ class CFGDenoiser:
                  state: JobState | None = None, hooks: DenoiserHooks | None = None, total_steps: int = 0,
                  time_ids: torch.Tensor | None = None, uncond_time_ids: torch.Tensor | None = None,
                  image_cond: torch.Tensor | None = None, step_offset: int = 0,
-                 blend: LatentBlend | None = None) -> None:
+                 blend: LatentBlend | None = None, image_cfg_scale: float | None = None) -> None:
         self.inner = inner  # a modules.sampling.discrete.DiscreteDenoiser wrapping a UNetModel
         self.conds = conds  # MulticondLearnedConditioning (A1111): .batch[i] = [Composable(schedules, weight)]
         self.unconds = unconds
@@ -175,6 +175,8 @@ class CFGDenoiser:
         self.uncond_time_ids = uncond_time_ids if uncond_time_ids is not None else time_ids
         self.image_cond = image_cond
         self.blend = blend
+        # instruct-pix2pix ("edit" models): a third pass without the image, weighed by the image CFG scale.
+        self.image_cfg_scale = image_cfg_scale
         self.step = step_offset  # the sampling step, set by the sampler callback; used for prompt editing
 
     @property
@@ -214,6 +216,9 @@ class CFGDenoiser:
         tid_c = None if self.time_ids is None else torch.cat(
             [self.time_ids[i:i + 1].expand(n, -1) for i, n in enumerate(repeats)])
 
+        if self.image_cfg_scale is not None and self.image_cond is not None:
+            return self._edit_model(x, sigma, stack_conds([flat[entry[0][0]] for entry in conds_list]), uncond,
+                                    blend)
         params = CFGDenoiserParams(x_c, img_c, sigma_c, self.step, self.total_steps, cond, uncond, self)
         for hook in self.hooks.before_unet:
             hook(params)
@@ -243,6 +248,33 @@ class CFGDenoiser:
         for i, entry in enumerate(conds_list):
             for index, weight in entry:
                 denoised[i] += (out[index] - denoised_uncond[i]) * (weight * self.cfg_scale)
+        if blend is not None and not blend.before_denoising:
+            denoised = blend.apply(denoised, progress=self.progress)
+        after = AfterCFGCallbackParams(denoised, self.step, self.total_steps)
+        for hook in self.hooks.after_cfg:
+            hook(after)
+        return after.x
+
+    def _edit_model(self, x: torch.Tensor, sigma: torch.Tensor, cond: Any, uncond: Any,
+                    blend: LatentBlend | None) -> torch.Tensor:
+        """instruct-pix2pix guidance (Brooks et al. 2023): uncond without the image, uncond with it, cond with it;
+        `uncond_noimg + cfg * (cond - uncond_img) + image_cfg * (uncond_img - uncond_noimg)`. One prompt per image:
+        AND weights do not apply to edit models, as in A1111."""
+        batch = x.shape[0]
+        image = self.image_cond
+        x_in = torch.cat([x, x, x])
+        sigma_in = torch.cat([sigma, sigma, sigma])
+        img_in = torch.cat([image, image, torch.zeros_like(image)])
+        tid_in = None if self.time_ids is None else torch.cat([self.time_ids, self.uncond_time_ids, self.uncond_time_ids])
+        if _tokens_of(cond) == _tokens_of(uncond):
+            out = self.inner(x_in, sigma_in, cond=_cat(cond, _cat(uncond, uncond)), time_ids=tid_in, image_cond=img_in)
+        else:
+            out = torch.cat([self.inner(x_in[:batch], sigma_in[:batch], cond=cond, image_cond=img_in[:batch]),
+                             self.inner(x_in[batch:], sigma_in[batch:], cond=_cat(uncond, uncond),
+                                        image_cond=img_in[batch:])])
+        out_cond, out_img_cond, out_uncond = out.chunk(3)
+        denoised = out_uncond + self.cfg_scale * (out_cond - out_img_cond) + self.image_cfg_scale * (
+            out_img_cond - out_uncond)
         if blend is not None and not blend.before_denoising:
             denoised = blend.apply(denoised, progress=self.progress)
         after = AfterCFGCallbackParams(denoised, self.step, self.total_steps)

@@ -39,8 +39,12 @@ def inpainting(model: Any, source: torch.Tensor, mask: torch.Tensor, weight: flo
 
 
 def for_txt2img(model: Any, batch: int, width: int, height: int) -> torch.Tensor | None:
-    """What an inpainting checkpoint sees in txt2img (A1111): a grey image, all of it masked."""
-    if kind(model) != "inpainting":
+    """What an inpainting checkpoint sees in txt2img (A1111): a grey image, all of it masked; an instruct-pix2pix
+    one gets no image (zero latents)."""
+    which = kind(model)
+    if which == "instruct-pix2pix":
+        return torch.zeros(batch, LATENT_CHANNELS_SD, height // 8, width // 8)
+    if which != "inpainting":
         return None
     grey = torch.full((batch, 3, height, width), 0.5)
     return inpainting(model, grey, torch.ones(batch, 1, height, width))

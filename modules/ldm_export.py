@@ -25,6 +25,7 @@ SDXL_REFINER_BIGG_PREFIX = "conditioner.embedders.0.model."
 _TEXT_ENCODERS: dict[str, list[tuple[str, str, str]]] = {
     "sd1": [("text_encoder", "clip", SD1_CLIP_PREFIX)],
     "sd1-inpainting": [("text_encoder", "clip", SD1_CLIP_PREFIX)],
+    "sd1-instruct-pix2pix": [("text_encoder", "clip", SD1_CLIP_PREFIX)],
     "sd2-512": [("text_encoder", "openclip", SD2_OPENCLIP_PREFIX)],
     "sd2-768-v": [("text_encoder", "openclip", SD2_OPENCLIP_PREFIX)],
     "sd2-inpainting": [("text_encoder", "openclip", SD2_OPENCLIP_PREFIX)],
@@ -353,7 +354,7 @@ def pipeline_to_ldm(components: Mapping[str, Any], variant: str) -> dict[str, to
     unet = components["unet"]
     config = _config(unet)
     in_channels = config.get("in_channels")
-    expected = 9 if variant.endswith("inpainting") else 4
+    expected = 9 if variant.endswith("inpainting") else 8 if variant.endswith("pix2pix") else 4
     if in_channels != expected:
         raise LdmExportError(f"variant {variant!r} needs a UNet with {expected} input channels, got {in_channels}")
     out: dict[str, torch.Tensor] = {}

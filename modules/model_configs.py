@@ -26,6 +26,14 @@ _VARIANTS: dict[str, dict[str, Any]] = {
         "default_resolution": 512,
         "diffusers_model_type": "inpainting",
     },
+    "sd1-instruct-pix2pix": {
+        "pipeline_class": "StableDiffusionInstructPix2PixPipeline",
+        "family": "sd1",
+        "is_inpainting": False,
+        "prediction_type": "epsilon",
+        "default_resolution": 512,
+        "diffusers_model_type": "instruct-pix2pix",
+    },
     "sd2-512": {
         "pipeline_class": "StableDiffusionPipeline",
         "family": "sd2",

@@ -56,10 +56,16 @@ def detect_architecture(shapes: Mapping[str, Sequence[int]], source: str = "chec
         raise UnknownArchitectureError(source, f"UNet input convolution {_IN_CONV} is missing or malformed")
     in_ch = int(in_shape[1])
     ctx = _context_dim(shapes)
-    if in_ch not in (4, 9):
+    if in_ch not in (4, 8, 9):
         raise UnknownArchitectureError(
-            source, f"UNet takes {in_ch} input channels; only 4 (txt2img) and 9 (inpainting) are supported")
+            source, f"UNet takes {in_ch} input channels; only 4 (txt2img), 8 (instruct-pix2pix) and 9 (inpainting) "
+                    "are supported")
     inpaint = in_ch == 9
+    if in_ch == 8:
+        if _has_prefix(keys, _SD1_TE) or ctx == 768:
+            return Detection("sd1-instruct-pix2pix", f"SD1 instruct-pix2pix: UNet input channels 8 (latent + image "
+                                                     f"latent), UNet context dim {ctx}")
+        raise UnknownArchitectureError(source, "an 8-channel (instruct-pix2pix) UNet is supported for SD1 only")
     suffix = "-inpainting" if inpaint else ""
     ch_note = f"UNet input channels {in_ch}"
     ctx_note = f"UNet context dim {ctx}" if ctx else "no cross-attention"
@@ -113,6 +119,8 @@ def variant_from_ldm_yaml(text: str) -> tuple[str | None, str | None]:
     in_ch = unet.get("in_channels", 4)
     ctx = unet.get("context_dim")
     inpaint = in_ch == 9
+    if in_ch == 8 and ctx == 768:
+        return "sd1-instruct-pix2pix", prediction
     if "conditioner" in params or ctx == 2048 or unet.get("adm_in_channels"):
         if unet.get("adm_in_channels") == 2560 or ctx == 1280:
             return "sdxl-refiner", prediction

@@ -246,6 +246,8 @@ def _variant_of_diffusers_folder(folder: Path) -> tuple[str, str]:
             ("sdxl-inpainting" if inpaint else "sdxl-base")
     elif index.get("text_encoder", [None, None])[1] and _te_hidden(folder) == 1024 or ctx == 1024:
         variant = "sd2-inpainting" if inpaint else "sd2-512"
+    elif unet_cfg.get("in_channels") == 8:
+        variant = "sd1-instruct-pix2pix"
     else:
         variant = "sd1-inpainting" if inpaint else "sd1"
     return variant, f"diffusers folder: pipeline {cls}, UNet input channels {unet_cfg.get('in_channels')}, " \

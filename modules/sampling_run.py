@@ -117,9 +117,13 @@ def build_denoiser(p: Any, model: Any, c: Any, uc: Any, batch: int, width: int, 
     ac = model.pipe.scheduler.alphas_cumprod.to(torch.float32)
     inner = sd_samplers.create_denoiser(sampler_name, UNetModel(unet), ac, model.prediction_type)
     blend: LatentBlend | None = getattr(p, "latent_blend", None)
+    image_cond = image_cond_for(p, model, batch, width, height)
+    image_cfg = None
+    if image_conditioning.kind(model) == "instruct-pix2pix" and getattr(p, "source_images", None) is not None:
+        image_cfg = p.image_cfg_scale if getattr(p, "image_cfg_scale", None) is not None else 1.5  # A1111's default
     return CFGDenoiser(inner, c, uc, p.cfg_scale, state=p.state, hooks=hooks or p.hooks or DenoiserHooks(),
                        total_steps=total_steps, time_ids=time_ids, uncond_time_ids=uncond_time_ids,
-                       image_cond=image_cond_for(p, model, batch, width, height), blend=blend)
+                       image_cond=image_cond, blend=blend, image_cfg_scale=image_cfg)
 
 
 def _step_callback(p: Any, denoiser: Any, steps: int, is_sdxl: bool) -> Any:

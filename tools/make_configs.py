@@ -132,6 +132,7 @@ def _ldm_config(unet_params: dict[str, Any], scale_factor: float, sgm: bool, in_
 _UNET_SOURCE = {
     "sd1": (_SD1_UNET, False, 4),
     "sd1-inpainting": (_SD1_UNET, False, 9),
+    "sd1-instruct-pix2pix": (_SD1_UNET, False, 8),
     "sd2-512": (_SD2_UNET, False, 4),
     "sd2-768-v": (_SD2_UNET, False, 4),
     "sd2-inpainting": (_SD2_UNET, False, 9),

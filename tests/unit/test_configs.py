@@ -34,6 +34,12 @@ TEXT_ENCODER_PARAMS = {
 }
 # An inpainting UNet only widens conv_in from 4 to 9 input channels: 5 * out_channels(320) * 3 * 3 more weights.
 INPAINT_EXTRA = 5 * 320 * 3 * 3
+# instruct-pix2pix widens it from 4 to 8 (the image latent beside the noisy latent).
+PIX2PIX_EXTRA = 4 * 320 * 3 * 3
+
+
+def _in_channels(variant: str) -> int:
+    return 9 if variant.endswith("inpainting") else 8 if variant.endswith("pix2pix") else 4
 
 
 @pytest.fixture(autouse=True)
@@ -258,10 +264,12 @@ def test_unet_matches_the_released_model(variant):
     unet = _meta_unet(variant)
     assert next(unet.parameters()).device.type == "meta"
     info = variant_info(variant)
-    base = {"sd1-inpainting": "sd1", "sd2-inpainting": "sd2-512", "sdxl-inpainting": "sdxl-base"}.get(variant, variant)
-    expected = UNET_PARAMS[base] + (INPAINT_EXTRA if info["is_inpainting"] else 0)
+    base = {"sd1-inpainting": "sd1", "sd2-inpainting": "sd2-512", "sdxl-inpainting": "sdxl-base",
+            "sd1-instruct-pix2pix": "sd1"}.get(variant, variant)
+    extra = INPAINT_EXTRA if info["is_inpainting"] else PIX2PIX_EXTRA if variant.endswith("pix2pix") else 0
+    expected = UNET_PARAMS[base] + extra
     assert _count(unet) == expected
-    assert unet.conv_in.in_channels == (9 if info["is_inpainting"] else 4)
+    assert unet.conv_in.in_channels == _in_channels(variant)
     assert unet.config.sample_size * 8 == info["default_resolution"]
     assert unet.config.upcast_attention is (variant == "sd2-768-v")
 
@@ -382,7 +390,7 @@ def test_full_pipeline_builds_from_the_folder_offline(variant):
     pipe = pipeline_cls.from_pretrained(str(folder), local_files_only=True, **components)
     assert type(pipe).__name__ == info["pipeline_class"]
     assert pipe.vae_scale_factor == 8
-    assert pipe.unet.config.in_channels == (9 if info["is_inpainting"] else 4)
+    assert pipe.unet.config.in_channels == _in_channels(variant)
     if info["is_sdxl"]:
         assert pipe.config.force_zeros_for_empty_prompt is (variant != "sdxl-refiner")
         assert pipe.text_encoder_2 is not None and pipe.tokenizer_2.model_max_length == 77
@@ -401,15 +409,15 @@ def test_full_pipeline_builds_from_the_folder_offline(variant):
 
 
 def test_variants_are_exactly_the_bundled_folders():
-    assert VARIANTS == ("sd1", "sd1-inpainting", "sd2-512", "sd2-768-v", "sd2-inpainting", "sdxl-base",
-                        "sdxl-refiner", "sdxl-inpainting")  # fmt: skip
+    assert VARIANTS == ("sd1", "sd1-inpainting", "sd1-instruct-pix2pix", "sd2-512", "sd2-768-v", "sd2-inpainting",
+                        "sdxl-base", "sdxl-refiner", "sdxl-inpainting")  # fmt: skip
     folders = {p.name for p in CONFIGS_DIR.iterdir() if (p / "model_index.json").is_file()}
     assert folders == set(VARIANTS)
     assert all(config_dir(v) == CONFIGS_DIR / v for v in VARIANTS)
 
 
 def test_unknown_variant_is_a_clear_value_error():
-    with pytest.raises(ValueError, match=r"unknown model config variant 'sd3'.*sd1, sd1-inpainting"):
+    with pytest.raises(ValueError, match=r"unknown model config variant 'sd3'.*sd1, sd1-inpainting, sd1-instruct-pix2pix"):
         config_dir("sd3")
     with pytest.raises(model_configs.UnknownVariantError):
         variant_info("")

@@ -271,11 +271,12 @@ def test_full_size_layout_matches_real_checkpoints(variant: str) -> None:
     if family in ("sd1", "sd2"):
         names = ("output_blocks.2.1.conv", "output_blocks.5.2.conv", "output_blocks.8.2.conv", "middle_block.2")
         assert all(any(k.startswith(f"model.diffusion_model.{n}.") for k in layout) for n in names)
-    in_channels = 9 if variant.endswith("inpainting") else 4
+    in_channels = 9 if variant.endswith("inpainting") else 8 if variant.endswith("pix2pix") else 4
     assert layout["model.diffusion_model.input_blocks.0.0.weight"].shape[1] == in_channels
     expected_type = {
         "sd1": "v1",
         "sd1-inpainting": "inpainting",
+        "sd1-instruct-pix2pix": "instruct-pix2pix",
         "sd2-512": "v2",
         "sd2-768-v": "v2",
         "sd2-inpainting": "inpainting_v2",
