@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from modules import masking, rng, vae
+from modules import color_correction, masking, rng, vae
 from modules.denoiser import LatentBlend
 from modules.errors import ValidationError
 from modules.image_resize import flatten, resize_image
@@ -127,11 +127,14 @@ def init(p: Any, all_seeds: list[int]) -> None:
             image = resize_image(2, image.crop(crop), p.width, p.height)
         if mask is not None and p.inpainting_fill == 0:
             image = masking.fill(image, latent_mask)
+        if p.opt("img2img_color_correction", False):
+            p.color_corrections.append(color_correction.to_lab(image))
         sources.append(image)
     if len(sources) == 1:
         sources = sources * p.batch_size
         if p.overlay_images:
             p.overlay_images = p.overlay_images * p.batch_size
+        p.color_corrections = p.color_corrections * p.batch_size
     elif len(sources) < p.batch_size:
         p.batch_size = len(sources)
     batch = vae.images_to_tensor(sources)
@@ -184,8 +187,11 @@ def _is_ip2p(model: Any) -> bool:
 
 
 def apply_overlay(p: Any, index: int, image: Image.Image) -> Image.Image:
-    """Paste the generated image back: into the crop box for "Only masked", then under the original's overlay,
-    so pixels outside the (blurred) mask are the input's pixels."""
+    """Colour correction if asked for, then paste the generated image back: into the crop box for "Only masked",
+    then under the original's overlay, so pixels outside the (blurred) mask are the input's pixels."""
+    if p.color_corrections:
+        image = color_correction.apply(p.color_corrections[index % len(p.color_corrections)], image)
+        p.extra_generation_params["Color correction"] = True
     overlays = p.overlay_images
     if not overlays:
         return image

@@ -274,6 +274,7 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
         self.overlay_images: list[Image.Image] | None = None
         self.mask_for_overlay: Image.Image | None = None
         self.paste_to: tuple[int, int, int, int] | None = None
+        self.color_corrections: list[Any] = []  # LAB of each init image when img2img_color_correction is on
 
     def validate_kind(self) -> None:
         img2img_prepare.validate(self)

@@ -171,6 +171,26 @@ def build_options_table() -> dict[str, OptionInfo]:
         "lora_in_memory_limit": _o(0, "Number of Lora networks to keep cached in memory"),
         "sd_hypernetwork": _o("None", "Add hypernetwork to prompt", "dropdown"),
     }))
+    t.update(options_section(("img2img", "img2img"), {
+        "inpainting_mask_weight": _o(1.0, "Inpainting conditioning mask strength", "slider",
+                                     component_args={"minimum": 0.0, "maximum": 1.0, "step": 0.01},
+                                     infotext="Conditional mask weight"),
+        "initial_noise_multiplier": _o(1.0, "Noise multiplier for img2img", "slider",
+                                       component_args={"minimum": 0.0, "maximum": 1.5, "step": 0.001},
+                                       infotext="Noise multiplier"),
+        "img2img_color_correction": _o(False, "Apply color correction to img2img results to match original colors."),
+        "img2img_background_color": _o("#ffffff", "With img2img, fill transparent parts of the input image with "
+                                       "this color.", "color"),
+        "img2img_editor_height": _o(720, "Height of the image editor", "slider",
+                                    component_args={"minimum": 80, "maximum": 1600, "step": 1}),
+        "img2img_sketch_default_brush_color": _o("#ffffff", "Sketch initial brush color", "color"),
+        "img2img_inpaint_mask_brush_color": _o("#ffffff", "Inpaint mask brush color", "color"),
+        "img2img_inpaint_sketch_default_brush_color": _o("#ffffff", "Inpaint sketch initial brush color", "color"),
+        "return_mask": _o(False, "For inpainting, include the greyscale mask in results for web"),
+        "return_mask_composite": _o(False, "For inpainting, include masked composite in results for web"),
+        "save_init_img": _o(False, "Save init images when using img2img"),
+        "upscaler_for_img2img": _o(None, "Upscaler for img2img", "dropdown"),
+    }))
     t.update(options_section(("system", "System"), {
         "auto_launch_browser": _o("Local", "Automatically open webui in browser on startup", "radio",
                                   choices=("Disable", "Local", "Remote")),

@@ -68,3 +68,18 @@ def test_mask_grow_and_shrink() -> None:
     assert masking.grow(mask, 4).getbbox() == (12, 12, 52, 52)
     assert masking.grow(mask, -4).getbbox() == (20, 20, 44, 44)
     assert masking.grow(mask, 0) is mask
+
+
+def test_color_correction_moves_colours_towards_the_input(runtime) -> None:
+    from modules import color_correction
+
+    warm = Image.new("RGB", (64, 64), (200, 120, 60))
+    cold = Image.new("RGB", (64, 64), (60, 120, 200))
+    fixed = color_correction.apply(color_correction.to_lab(warm), cold)
+    r, _g, b = np.asarray(fixed, dtype=np.int16).reshape(-1, 3).mean(axis=0)
+    assert r > b  # now warm like the reference
+    runtime.opts.set("img2img_color_correction", True)
+    params = Img2ImgParams(prompt="a cat", width=64, height=64, steps=2, seed=1, sampler_name="Euler",
+                           init_images=[warm], denoising_strength=0.5)
+    out = job_runner.run_now(runtime, job_runner.JobRequest(params))
+    assert "Color correction: True" in out.infotexts[0]
