@@ -1,0 +1,219 @@
+"""Tensor-at-a-time checkpoint I/O for the merger: memory-mapped readers and a streaming safetensors writer."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import torch
+
+from modules.errors import ModelLoadError, WebUIError
+from modules.safe_load import load_state_dict, read_safetensors_header
+
+# safetensors dtype names <-> torch dtypes (the ones checkpoints use).
+ST_DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+}
+ST_NAMES: dict[torch.dtype, str] = {v: k for k, v in ST_DTYPES.items()}
+
+
+def dtype_size(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
+
+
+def nbytes(shape: Iterable[int], dtype: torch.dtype) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n * dtype_size(dtype)
+
+
+class TensorSource:
+    """Keys, shapes and dtypes of a checkpoint without reading weights; `get` reads one tensor."""
+
+    path: Path
+    metadata: dict[str, str]
+
+    def names(self) -> list[str]:
+        raise NotImplementedError
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def dtype(self, key: str) -> torch.dtype:
+        raise NotImplementedError
+
+    def get(self, key: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._index()
+
+    def _index(self) -> Mapping[str, Any]:
+        raise NotImplementedError
+
+
+class SafetensorsSource(TensorSource):
+    """A .safetensors file: the header is parsed (and checked against the file size) up front; tensors are
+    read one at a time from the memory-mapped file, so only the tensor asked for becomes private memory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        header = read_safetensors_header(self.path)
+        meta = header.pop("__metadata__", None) or {}
+        self.metadata = {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
+        self._header: dict[str, dict[str, Any]] = {}
+        for key, info in header.items():
+            if info.get("dtype") not in ST_DTYPES:
+                raise ModelLoadError(self.path, f"tensor {key!r} has an unsupported dtype {info.get('dtype')!r}")
+            self._header[key] = info
+        self._handle: Any = None
+
+    def _index(self) -> Mapping[str, Any]:
+        return self._header
+
+    def names(self) -> list[str]:
+        # File order: reading in it makes the reads of a source sequential.
+        return sorted(self._header, key=lambda k: self._header[k]["data_offsets"][0])
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return tuple(int(d) for d in self._header[key]["shape"])
+
+    def dtype(self, key: str) -> torch.dtype:
+        return ST_DTYPES[self._header[key]["dtype"]]
+
+    def get(self, key: str) -> torch.Tensor:
+        if self._handle is None:
+            from safetensors import safe_open
+
+            self._handle = safe_open(str(self.path), framework="pt", device="cpu")
+        return self._handle.get_tensor(key)
+
+    def close(self) -> None:
+        self._handle = None
+
+
+class TorchSource(TensorSource):
+    """A .ckpt/.pt file through the weights-only loader, memory-mapped (zip format): tensors stay page cache
+    until touched."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.metadata = {}
+        self._sd: dict[str, torch.Tensor] = load_state_dict(self.path)
+
+    def _index(self) -> Mapping[str, Any]:
+        return self._sd
+
+    def names(self) -> list[str]:
+        return list(self._sd)
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return tuple(self._sd[key].shape)
+
+    def dtype(self, key: str) -> torch.dtype:
+        return self._sd[key].dtype
+
+    def get(self, key: str) -> torch.Tensor:
+        return self._sd[key]
+
+    def close(self) -> None:
+        self._sd = {}
+
+
+def open_source(path: Path | str) -> TensorSource:
+    path = Path(path)
+    if path.suffix.lower() == ".safetensors":
+        return SafetensorsSource(path)
+    return TorchSource(path)
+
+
+@dataclass(frozen=True)
+class OutputTensor:
+    key: str
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+
+
+def layout(entries: Iterable[OutputTensor]) -> list[OutputTensor]:
+    """The order tensors are written in: wider dtypes first, so every tensor starts at an offset aligned to its
+    element size (the ckpt conversion maps them in place); within a dtype the given (source file) order."""
+    items = list(entries)
+    return sorted(items, key=lambda e: -dtype_size(e.dtype))
+
+
+def safetensors_header(entries: list[OutputTensor], metadata: Mapping[str, str] | None) -> bytes:
+    header: dict[str, Any] = {}
+    if metadata:
+        header["__metadata__"] = dict(metadata)
+    offset = 0
+    for e in entries:
+        size = nbytes(e.shape, e.dtype)
+        header[e.key] = {"dtype": ST_NAMES[e.dtype], "shape": list(e.shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)  # the data section starts 8-byte aligned, as safetensors writes it
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def output_size(entries: list[OutputTensor], metadata: Mapping[str, str] | None) -> int:
+    return len(safetensors_header(entries, metadata)) + sum(nbytes(e.shape, e.dtype) for e in entries)
+
+
+class SafetensorsWriter:
+    """Writes a .safetensors file whose header is known before the first tensor: tensors arrive one by one,
+    in `entries` order, and each is checked against what the header promised."""
+
+    def __init__(self, f: BinaryIO, entries: list[OutputTensor], metadata: Mapping[str, str] | None) -> None:
+        self.f = f
+        self.entries = entries
+        self._next = 0
+        f.write(safetensors_header(entries, metadata))
+
+    def write(self, key: str, tensor: torch.Tensor) -> None:
+        expected = self.entries[self._next]
+        if key != expected.key or tensor.dtype != expected.dtype or tuple(tensor.shape) != expected.shape:
+            raise WebUIError(f"internal merge error: tensor {key} {tuple(tensor.shape)} {tensor.dtype} does not "
+                             f"match the planned {expected.key} {expected.shape} {expected.dtype}")
+        data = tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
+        self.f.write(memoryview(data))
+        self._next += 1
+
+    def finish(self) -> None:
+        if self._next != len(self.entries):
+            raise WebUIError(f"internal merge error: {self._next} of {len(self.entries)} tensors written")
+        self.f.flush()
+        os.fsync(self.f.fileno())
+
+
+def safetensors_to_ckpt(src: Path, dst: Path) -> None:
+    """Re-save a finished .safetensors file as a torch zip (`torch.save` of the flat state dict, as A1111 writes
+    ckpt merges). Each tensor is a memory map of `src`, so nothing is copied into private memory."""
+    import numpy as np
+
+    header = read_safetensors_header(src)
+    header.pop("__metadata__", None)
+    base = 8 + struct.unpack("<Q", src.open("rb").read(8))[0]
+    state: dict[str, torch.Tensor] = {}
+    for key, info in header.items():
+        dtype = ST_DTYPES[info["dtype"]]
+        start, end = info["data_offsets"]
+        shape = tuple(info["shape"])
+        if end == start:
+            state[key] = torch.empty(shape, dtype=dtype)
+            continue
+        # numpy has no bfloat16/float8: map raw bytes of the same width and reinterpret in torch.
+        raw = {1: np.uint8, 2: np.int16, 4: np.int32, 8: np.int64}[dtype_size(dtype)]
+        arr = np.memmap(src, dtype=raw, mode="c", offset=base + start, shape=((end - start) // dtype_size(dtype),))
+        state[key] = torch.from_numpy(arr).view(dtype).reshape(shape)
+    torch.save(state, dst)

@@ -1,0 +1,262 @@
+"""The Checkpoint Merger engine: A1111's modes, streamed one tensor at a time into a file renamed into place.
+
+Why our own code and not sd-mecha (1.1.8, tried on our tiny checkpoints in the real LDM layout): sd-mecha keys
+its work on built-in model configs and silently drops every key its config does not list (42 of 585 keys
+of a tiny SD1 file, "keys only in A are kept" fails), has no inpainting merge (a 9-channel A with a normal B
+fails half way with a size mismatch), refuses nothing up front (SD1 with SDXL fails mid-merge) and writes
+straight to the target path, leaving a half-written file behind; it also writes its own `mecha_recipe`
+metadata, not A1111's `sd_merge_recipe`, and needs fuzzywuzzy/python-Levenshtein. A1111's semantics on
+safetensors' header plus a streaming writer are a few hundred lines (merge_plan.py, merge_io.py).
+
+How it streams: merge_plan checks everything from the headers and fixes every output tensor's key, dtype and
+shape, so the safetensors header is written first; then each tensor is read from the memory-mapped inputs,
+combined in float32, cast and appended. Peak private memory is a few copies of the largest tensor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from modules.errors import WebUIError
+from modules.merge_io import OutputTensor, SafetensorsWriter, layout, safetensors_to_ckpt
+from modules.merge_plan import Entry, MergePlan, plan_merge
+from modules.params_merger import MergeParams
+from modules.state import JobState
+
+log = logging.getLogger(__name__)
+
+
+class MergeInterrupted(WebUIError):
+    """The user stopped the merge; the temporary file is gone and nothing in the folder changed."""
+
+
+@dataclass
+class MergeResult:
+    filename: str
+    title: str
+    sha256: str | None
+    message: str
+
+
+# --- tensors --------------------------------------------------------------------------------------------------
+def _formula(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor | None, m: float) -> torch.Tensor:
+    """Weighted sum A*(1-M) + B*M, or Add difference A + (B-C)*M, in float32."""
+    if c is None:
+        return a * (1 - m) + b * m
+    return a + (b - c) * m
+
+
+def compute(plan: MergePlan, e: Entry) -> torch.Tensor:
+    """One output tensor, as the plan says."""
+    if e.op == "vae":
+        assert plan.vae is not None and e.vae_key is not None
+        return plan.vae.get(e.vae_key).reshape(e.shape).to(e.dtype)
+    a = plan.a.source.get(e.key)
+    if e.op == "copy":
+        return a.to(e.dtype)
+    assert plan.b is not None
+    b = plan.b.source.get(e.key).float()
+    c = plan.c.source.get(e.key).float() if e.use_c and plan.c is not None else None
+    if e.op == "merge_channels":
+        # A1111's inpainting / instruct-pix2pix merge: only the 4 latent channels B has are mixed.
+        out = a.float().clone()
+        out[:, 0:4] = _formula(out[:, 0:4], b, c, e.multiplier)
+        return out.to(e.dtype)
+    return _formula(a.float(), b, c, e.multiplier).to(e.dtype)
+
+
+# --- metadata -------------------------------------------------------------------------------------------------
+def _parsed(value: str | None) -> Any:
+    if isinstance(value, str) and value.startswith("{"):
+        with contextlib.suppress(ValueError):
+            return json.loads(value)
+    return value
+
+
+def merge_recipe_metadata(plan: MergePlan, hashes: dict[str, str | None]) -> dict[str, str]:
+    """`sd_merge_recipe` and `sd_merge_models` as A1111 writes them (JSON strings)."""
+    p = plan.params
+    recipe = {
+        "type": "webui",
+        "primary_model_hash": hashes.get("A"),
+        "secondary_model_hash": hashes.get("B"),
+        "tertiary_model_hash": hashes.get("C"),
+        "interp_method": p.interp_method,
+        "multiplier": p.multiplier,
+        "save_as_half": p.save_as_half,
+        "custom_name": p.custom_name,
+        "config_source": p.config_source,
+        "bake_in_vae": p.bake_in_vae,
+        "discard_weights": p.discard_weights,
+        "is_inpainting": plan.is_inpainting,
+        "is_instruct_pix2pix": plan.is_instruct_pix2pix,
+    }
+    if plan.block_weights is not None:  # ours; A1111 readers ignore unknown recipe fields
+        recipe["block_weights"] = plan.block_weights.describe()
+    models: dict[str, Any] = {}
+    for m in plan.models():
+        meta = m.source.metadata
+        models[str(hashes.get(m.role))] = {
+            "name": m.info.name,
+            "legacy_hash": m.info.hash,
+            "sd_merge_recipe": _parsed(meta.get("sd_merge_recipe")),
+        }
+        nested = _parsed(meta.get("sd_merge_models"))
+        if isinstance(nested, dict):
+            models.update(nested)
+    return {"sd_merge_recipe": json.dumps(recipe), "sd_merge_models": json.dumps(models)}
+
+
+# --- running --------------------------------------------------------------------------------------------------
+def _eta_text(state: JobState) -> str:
+    eta = state.eta()
+    return f", ETA {eta:.0f}s" if eta is not None else ""
+
+
+def execute(plan: MergePlan, state: JobState, metadata: dict[str, str] | None) -> Path:
+    """Write the merged checkpoint to a temporary file in the output folder; rename it into place when complete.
+
+    Interrupt (checked between tensors), an error or a full disk remove the temporary file; the folder is as
+    it was.
+    """
+    outputs = layout(OutputTensor(e.key, e.dtype, e.shape) for e in plan.entries)
+    by_key = {e.key: e for e in plan.entries}
+    total = len(outputs)
+    state.job_count, state.job_no = 1, 0
+    state.sampling_steps, state.sampling_step = total, 0
+    state.textinfo = f"Merging 0/{total} tensors"
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{plan.filename}.", suffix=".tmp", dir=plan.out_dir)
+    tmp = Path(tmp_name)
+    extra: Path | None = None
+    try:
+        from tqdm import tqdm
+
+        with os.fdopen(fd, "wb") as f, tqdm(total=total, desc="Merging", unit="tensor") as bar:
+            writer = SafetensorsWriter(f, outputs, metadata)
+            for i, out in enumerate(outputs):
+                if state.interrupted:
+                    raise MergeInterrupted("Merge interrupted; nothing was saved")
+                writer.write(out.key, compute(plan, by_key[out.key]))
+                state.sampling_step = i + 1
+                state.textinfo = f"Merging {i + 1}/{total} tensors{_eta_text(state)}"
+                bar.update(1)
+            writer.finish()
+        final_tmp = tmp
+        if plan.params.checkpoint_format == "ckpt":
+            state.textinfo = "Saving as ckpt"
+            fd2, extra_name = tempfile.mkstemp(prefix=f".{plan.filename}.", suffix=".tmp", dir=plan.out_dir)
+            os.close(fd2)
+            extra = Path(extra_name)
+            safetensors_to_ckpt(tmp, extra)
+            final_tmp = extra
+        if plan.out_path.exists() and not plan.params.overwrite:
+            raise WebUIError(f"{plan.filename} appeared in {plan.out_dir} while merging; nothing was overwritten")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(final_tmp, 0o666 & ~umask)  # mkstemp makes 0600; a saved checkpoint gets the usual mode
+        os.replace(final_tmp, plan.out_path)
+    except OSError as e:
+        raise WebUIError(f"Could not write {plan.filename} in {plan.out_dir}: {e.strerror or e}; nothing "
+                         "was saved") from None
+    finally:
+        for leftover in (tmp, extra):
+            if leftover is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
+        plan.close()
+    return plan.out_path
+
+
+def _hash_inputs(runtime: Any, plan: MergePlan, state: JobState) -> dict[str, str | None]:
+    hashes: dict[str, str | None] = {}
+    for m in plan.models():
+        state.textinfo = f"Hashing {m.role} ({m.info.name})"
+        runtime.registry.calculate_shorthash(m.info)
+        hashes[m.role] = m.info.sha256
+    return hashes
+
+
+def _copy_config(plan: MergePlan) -> str | None:
+    """A1111's create_config: the source's same-name .yaml (ours: or config folder) beside the new file."""
+    src = plan.config_file
+    if src is None:
+        return None
+    stem = plan.out_path.with_suffix("")
+    if src.is_dir():
+        shutil.copytree(src, stem, dirs_exist_ok=True)
+        return str(stem)
+    dst = stem.with_suffix(".yaml")
+    shutil.copyfile(src, dst)
+    return str(dst)
+
+
+def output_dir(runtime: Any) -> Path:
+    """A1111: `--ckpt-dir` when given, else models/Stable-diffusion."""
+    return Path(runtime.paths.ckpt_dirs[-1])
+
+
+def prepare_merge(runtime: Any, params: MergeParams) -> MergePlan:
+    """All checks, from headers only; raises ValidationError naming the field."""
+    return plan_merge(params, runtime.registry, runtime.vaes, output_dir(runtime))
+
+
+def run_merge(runtime: Any, params: MergeParams, state: JobState) -> MergeResult:
+    """The merge job: validate, hash inputs for the recipe, stream, rename, copy config, refresh the list."""
+    start = time.time()
+    state.textinfo = "Checking"
+    plan = prepare_merge(runtime, params)
+    try:
+        metadata = dict(plan.base_metadata) if plan.base_metadata is not None else None
+        if metadata is not None and params.add_merge_recipe:
+            metadata.update(merge_recipe_metadata(plan, _hash_inputs(runtime, plan, state)))
+        state.time_start = time.time()  # the ETA is over tensors, not the hashing before them
+        path = execute(plan, state, metadata)
+    finally:
+        plan.close()
+    config = _copy_config(plan)
+    state.textinfo = "Hashing the new checkpoint"
+    runtime.refresh_checkpoints()
+    info = runtime.registry.get(plan.filename) or runtime.registry.closest(str(path))
+    sha = None
+    if info is not None:
+        runtime.registry.calculate_shorthash(info)
+        sha = info.sha256
+    title = info.title if info is not None else plan.filename
+    message = f"Checkpoint saved to {path}"
+    if config:
+        message += f" (config copied to {Path(config).name})"
+    log.info("%s in %.1fs", message, time.time() - start)
+    state.textinfo = "Checkpoint saved"
+    return MergeResult(filename=str(path), title=title, sha256=sha, message=message)
+
+
+def read_metadata(runtime: Any, names: list[str | None]) -> str:
+    """The metadata of the selected checkpoints merged (A1111's "Read metadata from selected checkpoints")."""
+    from modules.merge_io import open_source
+
+    metadata: dict[str, Any] = {}
+    for name in names:
+        if not name:
+            continue
+        info = runtime.registry.closest(name)
+        if info is None or not info.filename.lower().endswith(".safetensors"):
+            continue  # only safetensors files carry metadata
+        try:
+            source = open_source(info.filename)
+        except WebUIError as e:
+            log.warning("Cannot read metadata of %s: %s", name, e)
+            continue
+        metadata.update({k: _parsed(v) for k, v in source.metadata.items()})
+        source.close()
+    return json.dumps(metadata, indent=4, ensure_ascii=False)
