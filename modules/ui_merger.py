@@ -75,8 +75,8 @@ def _validation_message(e: PydanticValidationError) -> str:
 def create_merger_tab(runtime: Runtime) -> dict[str, Any]:
     titles = runtime.checkpoint_titles()
     c: dict[str, Any] = {}
-    with gr.Tab("Checkpoint Merger", id="modelmerger", elem_id="tab_modelmerger"):
-        with gr.Row(equal_height=False, elem_id="modelmerger"):
+    with (gr.Tab("Checkpoint Merger", id="modelmerger", elem_id="tab_modelmerger"),
+          gr.Row(equal_height=False, elem_id="modelmerger")):
             with gr.Column(variant="compact"):
                 c["interp_description"] = gr.HTML(_description("Weighted sum"),
                                                   elem_id="modelmerger_interp_description")

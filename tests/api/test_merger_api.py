@@ -26,7 +26,7 @@ def test_merge_over_the_api_lists_the_new_checkpoint(client, api_runtime) -> Non
     assert path.name == "api-merge.safetensors" and data["info"].startswith(f"Checkpoint saved to {path}")
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()
-        assert {str(f.get_slice(k).get_dtype()) for k in f.keys()} <= {"F16", "I64"}
+        assert {str(f.get_slice(k).get_dtype()) for k in f.keys()} <= {"F16", "I64"}  # noqa: SIM118
     assert meta["note"] == "from the API"
     recipe = json.loads(meta["sd_merge_recipe"])
     assert recipe["multiplier"] == 0.5 and recipe["save_as_half"] is True and recipe["block_weights"].count(",") == 25
