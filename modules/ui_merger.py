@@ -77,65 +77,65 @@ def create_merger_tab(runtime: Runtime) -> dict[str, Any]:
     c: dict[str, Any] = {}
     with (gr.Tab("Checkpoint Merger", id="modelmerger", elem_id="tab_modelmerger"),
           gr.Row(equal_height=False, elem_id="modelmerger")):
-            with gr.Column(variant="compact"):
-                c["interp_description"] = gr.HTML(_description("Weighted sum"),
-                                                  elem_id="modelmerger_interp_description")
-                with gr.Row(elem_id="modelmerger_models"):
-                    for role, key, label in (("A", "primary_model_name", "Primary model (A)"),
-                                             ("B", "secondary_model_name", "Secondary model (B)"),
-                                             ("C", "tertiary_model_name", "Tertiary model (C)")):
-                        c[key] = gr.Dropdown(titles, value=None, label=label, elem_id=f"modelmerger_{key}",
-                                             allow_custom_value=True)
-                        c[f"refresh_{role}"] = gr.Button("🔄", elem_id=f"refresh_checkpoint_{role}",
-                                                         elem_classes=["tool"], scale=0, min_width=40)
-                c["custom_name"] = gr.Textbox(label="Custom Name (Optional)", elem_id="modelmerger_custom_name")
-                c["multiplier"] = gr.Slider(0.0, 1.0, value=0.3, step=0.05,
-                                            label="Multiplier (M) - set to 0 to get model A",
-                                            elem_id="modelmerger_interp_amount")
-                c["interp_method"] = gr.Radio(list(INTERP_METHODS), value="Weighted sum",
-                                              label="Interpolation Method", elem_id="modelmerger_interp_method")
+        with gr.Column(variant="compact"):
+            c["interp_description"] = gr.HTML(_description("Weighted sum"),
+                                              elem_id="modelmerger_interp_description")
+            with gr.Row(elem_id="modelmerger_models"):
+                for role, key, label in (("A", "primary_model_name", "Primary model (A)"),
+                                         ("B", "secondary_model_name", "Secondary model (B)"),
+                                         ("C", "tertiary_model_name", "Tertiary model (C)")):
+                    c[key] = gr.Dropdown(titles, value=None, label=label, elem_id=f"modelmerger_{key}",
+                                         allow_custom_value=True)
+                    c[f"refresh_{role}"] = gr.Button("🔄", elem_id=f"refresh_checkpoint_{role}",
+                                                     elem_classes=["tool"], scale=0, min_width=40)
+            c["custom_name"] = gr.Textbox(label="Custom Name (Optional)", elem_id="modelmerger_custom_name")
+            c["multiplier"] = gr.Slider(0.0, 1.0, value=0.3, step=0.05,
+                                        label="Multiplier (M) - set to 0 to get model A",
+                                        elem_id="modelmerger_interp_amount")
+            c["interp_method"] = gr.Radio(list(INTERP_METHODS), value="Weighted sum",
+                                          label="Interpolation Method", elem_id="modelmerger_interp_method")
+            with gr.Row():
+                c["checkpoint_format"] = gr.Radio(["ckpt", "safetensors"], value="safetensors",
+                                                  label="Checkpoint format",
+                                                  elem_id="modelmerger_checkpoint_format")
+                c["save_as_half"] = gr.Checkbox(value=False, label="Save as float16",
+                                                elem_id="modelmerger_save_as_half")
+            with gr.Row():
+                c["config_source"] = gr.Radio(list(CONFIG_SOURCES), value=CONFIG_SOURCES[0],
+                                              label="Copy config from", type="index",
+                                              elem_id="modelmerger_config_method")
+                c["bake_in_vae"] = gr.Dropdown(_vae_choices(runtime), value=NO_VAE, label="Bake in VAE",
+                                               elem_id="modelmerger_bake_in_vae")
+                c["refresh_vae"] = gr.Button("🔄", elem_id="modelmerger_refresh_bake_in_vae",
+                                             elem_classes=["tool"], scale=0, min_width=40)
+            c["discard_weights"] = gr.Textbox(value="", label="Discard weights with matching name",
+                                              elem_id="modelmerger_discard_weights")
+            with gr.Accordion("Metadata", open=False, elem_id="modelmerger_metadata_accordion"):
                 with gr.Row():
-                    c["checkpoint_format"] = gr.Radio(["ckpt", "safetensors"], value="safetensors",
-                                                      label="Checkpoint format",
-                                                      elem_id="modelmerger_checkpoint_format")
-                    c["save_as_half"] = gr.Checkbox(value=False, label="Save as float16",
-                                                    elem_id="modelmerger_save_as_half")
-                with gr.Row():
-                    c["config_source"] = gr.Radio(list(CONFIG_SOURCES), value=CONFIG_SOURCES[0],
-                                                  label="Copy config from", type="index",
-                                                  elem_id="modelmerger_config_method")
-                    c["bake_in_vae"] = gr.Dropdown(_vae_choices(runtime), value=NO_VAE, label="Bake in VAE",
-                                                   elem_id="modelmerger_bake_in_vae")
-                    c["refresh_vae"] = gr.Button("🔄", elem_id="modelmerger_refresh_bake_in_vae",
-                                                 elem_classes=["tool"], scale=0, min_width=40)
-                c["discard_weights"] = gr.Textbox(value="", label="Discard weights with matching name",
-                                                  elem_id="modelmerger_discard_weights")
-                with gr.Accordion("Metadata", open=False, elem_id="modelmerger_metadata_accordion"):
-                    with gr.Row():
-                        c["save_metadata"] = gr.Checkbox(value=True, label="Save metadata",
-                                                         elem_id="modelmerger_save_metadata")
-                        c["add_merge_recipe"] = gr.Checkbox(value=True, label="Add merge recipe metadata",
-                                                            elem_id="modelmerger_add_recipe")
-                        c["copy_metadata_fields"] = gr.Checkbox(value=True, label="Copy metadata from merged models",
-                                                                elem_id="modelmerger_copy_metadata_fields")
-                    c["metadata_json"] = gr.TextArea("{}", label="Metadata in JSON format",
-                                                     elem_id="modelmerger_metadata_json")
-                    c["read_metadata"] = gr.Button("Read metadata from selected checkpoints",
-                                                   elem_id="modelmerger_view_metadata")
-                with gr.Accordion("Block weights", open=False, elem_id="modelmerger_block_weights_accordion"):
-                    c["block_preset"] = gr.Dropdown(["None", *merge_blocks.preset_names()], value="None",
-                                                    label="Preset", elem_id="modelmerger_block_preset")
-                    c["block_weights"] = gr.Textbox(value="", label="Block weights", info=BLOCK_HELP,
-                                                    elem_id="modelmerger_block_weights")
-                c["overwrite"] = gr.Checkbox(value=False, label="Overwrite an existing file of the same name",
-                                             elem_id="modelmerger_overwrite")
-                with gr.Row():
-                    c["merge"] = gr.Button("Merge", variant="primary", elem_id="modelmerger_merge")
-                    c["interrupt"] = gr.Button("Interrupt", elem_id="modelmerger_interrupt")
-            with gr.Column(variant="compact", elem_id="modelmerger_results_container"):
-                c["progress"] = gr.HTML(elem_id="modelmerger_progress")
-                c["result"] = gr.HTML(elem_id="modelmerger_result")
-                c["task_id"] = gr.Textbox(visible=False, elem_id="modelmerger_task_id")
+                    c["save_metadata"] = gr.Checkbox(value=True, label="Save metadata",
+                                                     elem_id="modelmerger_save_metadata")
+                    c["add_merge_recipe"] = gr.Checkbox(value=True, label="Add merge recipe metadata",
+                                                        elem_id="modelmerger_add_recipe")
+                    c["copy_metadata_fields"] = gr.Checkbox(value=True, label="Copy metadata from merged models",
+                                                            elem_id="modelmerger_copy_metadata_fields")
+                c["metadata_json"] = gr.TextArea("{}", label="Metadata in JSON format",
+                                                 elem_id="modelmerger_metadata_json")
+                c["read_metadata"] = gr.Button("Read metadata from selected checkpoints",
+                                               elem_id="modelmerger_view_metadata")
+            with gr.Accordion("Block weights", open=False, elem_id="modelmerger_block_weights_accordion"):
+                c["block_preset"] = gr.Dropdown(["None", *merge_blocks.preset_names()], value="None",
+                                                label="Preset", elem_id="modelmerger_block_preset")
+                c["block_weights"] = gr.Textbox(value="", label="Block weights", info=BLOCK_HELP,
+                                                elem_id="modelmerger_block_weights")
+            c["overwrite"] = gr.Checkbox(value=False, label="Overwrite an existing file of the same name",
+                                         elem_id="modelmerger_overwrite")
+            with gr.Row():
+                c["merge"] = gr.Button("Merge", variant="primary", elem_id="modelmerger_merge")
+                c["interrupt"] = gr.Button("Interrupt", elem_id="modelmerger_interrupt")
+        with gr.Column(variant="compact", elem_id="modelmerger_results_container"):
+            c["progress"] = gr.HTML(elem_id="modelmerger_progress")
+            c["result"] = gr.HTML(elem_id="modelmerger_result")
+            c["task_id"] = gr.Textbox(visible=False, elem_id="modelmerger_task_id")
     _wire(runtime, c)
     return c
 
