@@ -220,6 +220,8 @@ def run_merge(runtime: Any, params: MergeParams, state: JobState) -> MergeResult
         metadata = dict(plan.base_metadata) if plan.base_metadata is not None else None
         if metadata is not None and params.add_merge_recipe:
             metadata.update(merge_recipe_metadata(plan, _hash_inputs(runtime, plan, state)))
+        if state.interrupted:  # hashing big inputs takes a while; honour a click made meanwhile
+            raise MergeInterrupted("Merge interrupted; nothing was saved")
         state.time_start = time.time()  # the ETA is over tensors, not the hashing before them
         path = execute(plan, state, metadata)
     finally:
