@@ -171,26 +171,39 @@ def output_size(entries: list[OutputTensor], metadata: Mapping[str, str] | None)
 
 
 class SafetensorsWriter:
-    """Writes a .safetensors file whose header is known before the first tensor: tensors arrive one by one,
-    in `entries` order, and each is checked against what the header promised."""
+    """Writes a .safetensors file whose header is known before the first tensor: tensors arrive one by one (each
+    possibly in pieces), in `entries` order, and each is checked against what the header promised."""
 
     def __init__(self, f: BinaryIO, entries: list[OutputTensor], metadata: Mapping[str, str] | None) -> None:
         self.f = f
         self.entries = entries
         self._next = 0
+        self._pending = 0  # bytes still owed for the tensor being written
         f.write(safetensors_header(entries, metadata))
 
-    def write(self, key: str, tensor: torch.Tensor) -> None:
-        expected = self.entries[self._next]
-        if key != expected.key or tensor.dtype != expected.dtype or tuple(tensor.shape) != expected.shape:
-            raise WebUIError(f"internal merge error: tensor {key} {tuple(tensor.shape)} {tensor.dtype} does not "
-                             f"match the planned {expected.key} {expected.shape} {expected.dtype}")
-        data = tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
-        self.f.write(memoryview(data))
+    def begin(self, key: str, dtype: torch.dtype, shape: tuple[int, ...]) -> None:
+        expected = self.entries[self._next] if self._next < len(self.entries) else None
+        if self._pending or expected is None or (key, dtype, tuple(shape)) != (expected.key, expected.dtype,
+                                                                               expected.shape):
+            raise WebUIError(f"internal merge error: tensor {key} {tuple(shape)} {dtype} does not match the "
+                             f"plan ({expected})")
+        self._pending = nbytes(shape, dtype)
         self._next += 1
 
+    def write_piece(self, piece: torch.Tensor) -> None:
+        """The next contiguous run of elements of the current tensor (in its output dtype)."""
+        data = piece.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
+        if data.nbytes > self._pending:
+            raise WebUIError("internal merge error: more bytes than the header promised")
+        self.f.write(memoryview(data))
+        self._pending -= data.nbytes
+
+    def write(self, key: str, tensor: torch.Tensor) -> None:
+        self.begin(key, tensor.dtype, tuple(tensor.shape))
+        self.write_piece(tensor)
+
     def finish(self) -> None:
-        if self._next != len(self.entries):
+        if self._next != len(self.entries) or self._pending:
             raise WebUIError(f"internal merge error: {self._next} of {len(self.entries)} tensors written")
         self.f.flush()
         os.fsync(self.f.fileno())

@@ -10,7 +10,8 @@ safetensors' header plus a streaming writer are a few hundred lines (merge_plan.
 
 How it streams: merge_plan checks everything from the headers and fixes every output tensor's key, dtype and
 shape, so the safetensors header is written first; then each tensor is read from the memory-mapped inputs,
-combined in float32, cast and appended. Peak private memory is a few copies of the largest tensor.
+combined in float32 a chunk at a time in reused buffers, cast and appended: private memory stays a
+constant few megabytes, whatever the tensor or model size.
 """
 
 from __future__ import annotations
@@ -50,30 +51,83 @@ class MergeResult:
 
 
 # --- tensors --------------------------------------------------------------------------------------------------
+CHUNK = 1 << 20
+"""Elements per step. The float32 work buffers (4 MB each) are allocated once and reused: no page faults for
+fresh temporaries, cache-sized passes, and memory that stays constant however large a tensor is."""
+
+
+class Buffers:
+    """Reusable float32 work buffers and one output buffer per dtype."""
+
+    def __init__(self) -> None:
+        self.x, self.y, self.z = (torch.empty(CHUNK) for _ in range(3))
+        self._out: dict[torch.dtype, torch.Tensor] = {}
+
+    def out(self, dtype: torch.dtype, n: int) -> torch.Tensor:
+        if dtype not in self._out:
+            self._out[dtype] = torch.empty(CHUNK, dtype=dtype)
+        return self._out[dtype][:n]
+
+
+def _write_converted(t: torch.Tensor, dtype: torch.dtype, writer: SafetensorsWriter, buf: Buffers) -> None:
+    if t.dtype == dtype:
+        writer.write_piece(t)  # straight from the memory map
+        return
+    flat = t.reshape(-1)
+    for s in range(0, flat.numel(), CHUNK):
+        piece = flat[s:s + CHUNK]
+        out = buf.out(dtype, piece.numel())
+        out.copy_(piece)
+        writer.write_piece(out)
+
+
 def _formula(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor | None, m: float) -> torch.Tensor:
-    """Weighted sum A*(1-M) + B*M, or Add difference A + (B-C)*M, in float32."""
+    """Weighted sum A*(1-M) + B*M, or Add difference A + (B-C)*M, in float32 (small tensors)."""
     if c is None:
         return a * (1 - m) + b * m
     return a + (b - c) * m
 
 
-def compute(plan: MergePlan, e: Entry) -> torch.Tensor:
-    """One output tensor, as the plan says."""
+def emit(plan: MergePlan, e: Entry, writer: SafetensorsWriter, buf: Buffers) -> None:
+    """Compute one output tensor as the plan says and write it, a chunk at a time."""
+    writer.begin(e.key, e.dtype, e.shape)
     if e.op == "vae":
         assert plan.vae is not None and e.vae_key is not None
-        return plan.vae.get(e.vae_key).reshape(e.shape).to(e.dtype)
+        _write_converted(plan.vae.get(e.vae_key).reshape(e.shape), e.dtype, writer, buf)
+        return
     a = plan.a.source.get(e.key)
     if e.op == "copy":
-        return a.to(e.dtype)
+        _write_converted(a, e.dtype, writer, buf)
+        return
     assert plan.b is not None
-    b = plan.b.source.get(e.key).float()
-    c = plan.c.source.get(e.key).float() if e.use_c and plan.c is not None else None
+    b = plan.b.source.get(e.key)
+    c = plan.c.source.get(e.key) if e.use_c and plan.c is not None else None
     if e.op == "merge_channels":
-        # A1111's inpainting / instruct-pix2pix merge: only the 4 latent channels B has are mixed.
+        # A1111's inpainting / instruct-pix2pix merge: only the 4 latent channels B has are mixed. (An input
+        # convolution: small enough to do whole.)
         out = a.float().clone()
-        out[:, 0:4] = _formula(out[:, 0:4], b, c, e.multiplier)
-        return out.to(e.dtype)
-    return _formula(a.float(), b, c, e.multiplier).to(e.dtype)
+        out[:, 0:4] = _formula(out[:, 0:4], b.float(), c.float() if c is not None else None, e.multiplier)
+        writer.write_piece(out.to(e.dtype))
+        return
+    fa, fb = a.reshape(-1), b.reshape(-1)
+    fc = c.reshape(-1) if c is not None else None
+    for s in range(0, fa.numel(), CHUNK):
+        n = min(CHUNK, fa.numel() - s)
+        x, y = buf.x[:n], buf.y[:n]
+        x.copy_(fa[s:s + n])
+        y.copy_(fb[s:s + n])
+        if fc is None:
+            x.lerp_(y, e.multiplier)  # A + (B - A) * M = A * (1 - M) + B * M, in one pass
+        else:
+            z = buf.z[:n]
+            z.copy_(fc[s:s + n])
+            x.add_(y.sub_(z), alpha=e.multiplier)
+        if e.dtype == torch.float32:
+            writer.write_piece(x)
+        else:
+            out = buf.out(e.dtype, n)
+            out.copy_(x)
+            writer.write_piece(out)
 
 
 # --- metadata -------------------------------------------------------------------------------------------------
@@ -144,10 +198,11 @@ def execute(plan: MergePlan, state: JobState, metadata: dict[str, str] | None) -
 
         with os.fdopen(fd, "wb") as f, tqdm(total=total, desc="Merging", unit="tensor") as bar:
             writer = SafetensorsWriter(f, outputs, metadata)
+            buffers = Buffers()
             for i, out in enumerate(outputs):
                 if state.interrupted:
                     raise MergeInterrupted("Merge interrupted; nothing was saved")
-                writer.write(out.key, compute(plan, by_key[out.key]))
+                emit(plan, by_key[out.key], writer, buffers)
                 state.sampling_step = i + 1
                 state.textinfo = f"Merging {i + 1}/{total} tensors{_eta_text(state)}"
                 bar.update(1)
