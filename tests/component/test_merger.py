@@ -33,7 +33,8 @@ def merge_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("merge-data")
     ckpts = d / "models" / "Stable-diffusion"
     for variant, name, seed in [("sd1", "a", 1), ("sd1", "b", 2), ("sd1", "c", 3), ("sd1-inpainting", "inp", 4),
-                                ("sdxl-base", "xa", 5), ("sdxl-base", "xb", 6)]:
+                                ("sdxl-base", "xa", 5), ("sdxl-base", "xb", 6), ("sd2-512", "s2a", 7),
+                                ("sd2-512", "s2b", 8)]:
         write_tiny_checkpoint(variant, ckpts, name, seed=seed)
     vae = build_tiny_components("sd1", seed=9)["vae"].state_dict()
     (d / "models" / "VAE").mkdir(parents=True)
@@ -149,6 +150,16 @@ def test_sdxl_merges_both_text_encoders(rt) -> None:
     for prefix in ("conditioner.embedders.0.transformer.", "conditioner.embedders.1.model.", "model.diffusion_model."):
         key = next(k for k in a if k.startswith(prefix) and k.endswith("weight") and a[k].ndim == 2)
         torch.testing.assert_close(out[key], (a[key] + b[key]) * 0.5, msg=key)
+
+
+def test_sd2_merges_its_openclip_text_encoder(rt) -> None:
+    result = merge(rt, primary_model_name="s2a", secondary_model_name="s2b", multiplier=0.2)
+    a, b = tensors(ckpt_dir(rt) / "s2a.safetensors"), tensors(ckpt_dir(rt) / "s2b.safetensors")
+    out = tensors(Path(result.filename))
+    key = next(k for k in a if k.startswith("cond_stage_model.model.") and k.endswith("in_proj_weight"))
+    torch.testing.assert_close(out[key], a[key] * 0.8 + b[key] * 0.2)
+    with pytest.raises(ValidationError, match="SD2 .*SD1|SD1 .*SD2"):
+        merge(rt, primary_model_name="a", secondary_model_name="s2b")
 
 
 def test_sd1_with_sdxl_is_refused_naming_families_and_key(rt) -> None:
