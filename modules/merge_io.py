@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import struct
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -180,6 +182,23 @@ class SafetensorsWriter:
         self._next = 0
         self._pending = 0  # bytes still owed for the tensor being written
         f.write(safetensors_header(entries, metadata))
+        # The write system calls run on a thread, so the next chunk is computed while this one is copied out.
+        self._queue: queue.Queue[tuple[Any, Callable[[], None] | None] | None] = queue.Queue(maxsize=4)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, daemon=True, name="merge-writer")
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while (item := self._queue.get()) is not None:
+            data, done = item
+            try:
+                if self._error is None:
+                    self.f.write(data)
+            except BaseException as e:  # re-raised in the merging thread by the next write or finish
+                self._error = e
+            finally:
+                if done is not None:
+                    done()
 
     def begin(self, key: str, dtype: torch.dtype, shape: tuple[int, ...]) -> None:
         expected = self.entries[self._next] if self._next < len(self.entries) else None
@@ -190,19 +209,31 @@ class SafetensorsWriter:
         self._pending = nbytes(shape, dtype)
         self._next += 1
 
-    def write_piece(self, piece: torch.Tensor) -> None:
-        """The next contiguous run of elements of the current tensor (in its output dtype)."""
+    def write_piece(self, piece: torch.Tensor, done: Callable[[], None] | None = None) -> None:
+        """The next contiguous run of elements of the current tensor (in its output dtype). The bytes are written
+        later, on the writer thread: `piece` must stay unchanged until `done` is called."""
+        if self._error is not None:
+            raise self._error
         data = piece.detach().contiguous().reshape(-1).view(torch.uint8).numpy()
         if data.nbytes > self._pending:
             raise WebUIError("internal merge error: more bytes than the header promised")
-        self.f.write(memoryview(data))
+        self._queue.put((memoryview(data), done))
         self._pending -= data.nbytes
+
+    def close(self) -> None:
+        """Stop the writer thread (after the queued pieces); safe to call more than once."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
     def write(self, key: str, tensor: torch.Tensor) -> None:
         self.begin(key, tensor.dtype, tuple(tensor.shape))
         self.write_piece(tensor)
 
     def finish(self) -> None:
+        self.close()
+        if self._error is not None:
+            raise self._error
         if self._next != len(self.entries) or self._pending:
             raise WebUIError(f"internal merge error: {self._next} of {len(self.entries)} tensors written")
         self.f.flush()

@@ -122,6 +122,20 @@ def test_no_interpolation_save_as_half_converts_every_float(rt) -> None:
         assert out[key].dtype == want.dtype and torch.equal(out[key], want), key
 
 
+def test_fp16_files_merge_like_the_float32_formula(rt) -> None:
+    for name in ("a", "b"):
+        merge(rt, primary_model_name=name, interp_method="No interpolation", save_as_half=True,
+              custom_name=f"{name}16")
+    result = merge(rt, primary_model_name="a16", secondary_model_name="b16", multiplier=0.3, custom_name="half-merge")
+    a, b = tensors(ckpt_dir(rt) / "a16.safetensors"), tensors(ckpt_dir(rt) / "b16.safetensors")
+    out = tensors(Path(result.filename))
+    for key in (UNET_KEY, TE_KEY, VAE_KEY):
+        assert out[key].dtype == torch.float16
+        expected = (a[key].float() * 0.7 + b[key].float() * 0.3).half()
+        torch.testing.assert_close(out[key], expected, rtol=1e-3, atol=1e-3)
+        assert not torch.equal(out[key], a[key]) and not torch.equal(out[key], b[key])
+
+
 def test_inpainting_a_with_normal_b_merges_the_shared_channels(rt) -> None:
     result = merge(rt, primary_model_name="inp", secondary_model_name="b", multiplier=0.25)
     path = Path(result.filename)
