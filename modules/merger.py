@@ -286,13 +286,16 @@ def _copy_config(plan: MergePlan) -> str | None:
     src = plan.config_file
     if src is None:
         return None
-    stem = plan.out_path.with_suffix("")
-    if src.is_dir():
-        shutil.copytree(src, stem, dirs_exist_ok=True)
-        return str(stem)
-    dst = stem.with_suffix(".yaml")
-    shutil.copyfile(src, dst)
-    return str(dst)
+    stem = str(plan.out_path)[: -len(plan.out_path.suffix)]  # "x.inpainting.safetensors" -> "x.inpainting"
+    try:
+        if src.is_dir():
+            shutil.copytree(src, stem, dirs_exist_ok=True)
+            return stem
+        shutil.copyfile(src, stem + ".yaml")
+    except OSError as e:  # the checkpoint itself is saved; say what is missing
+        log.warning("Could not copy the config %s: %s", src, e)
+        return None
+    return stem + ".yaml"
 
 
 def output_dir(runtime: Any) -> Path:

@@ -248,6 +248,17 @@ def test_block_weights_take_unet_from_b_and_the_rest_from_a(rt) -> None:
         merge(rt, primary_model_name="a", secondary_model_name="b", block_weights="1,2,3")
 
 
+def test_copy_config_from_b_or_not_at_all(rt) -> None:
+    shutil.copy(ckpt_dir(rt) / "c.safetensors", ckpt_dir(rt) / "cy.safetensors")
+    (ckpt_dir(rt) / "cy.yaml").write_text("model:\n  target: ldm.models.diffusion.ddpm.LatentDiffusion\n")
+    rt.refresh_checkpoints()
+    result = merge(rt, primary_model_name="a", secondary_model_name="cy", config_source=1, custom_name="cfg")
+    assert (ckpt_dir(rt) / "cfg.yaml").read_text() == (ckpt_dir(rt) / "cy.yaml").read_text()
+    assert "config copied" in result.message
+    merge(rt, primary_model_name="a", secondary_model_name="cy", config_source="Don't", custom_name="nocfg")
+    assert not (ckpt_dir(rt) / "nocfg.yaml").exists() and not (ckpt_dir(rt) / "nocfg").exists()
+
+
 def test_ckpt_format_holds_the_same_tensors(rt) -> None:
     st = merge(rt, primary_model_name="a", secondary_model_name="b", custom_name="fmt")
     ck = merge(rt, primary_model_name="a", secondary_model_name="b", custom_name="fmt", checkpoint_format="ckpt")
