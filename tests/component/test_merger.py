@@ -149,6 +149,24 @@ def test_inpainting_a_with_normal_b_merges_the_shared_channels(rt) -> None:
     assert recipe["is_inpainting"] is True and recipe["is_instruct_pix2pix"] is False
 
 
+def test_instruct_pix2pix_a_keeps_its_extra_channels(rt) -> None:
+    # An instruct-pix2pix checkpoint is SD1 with an 8-channel input convolution (latent + image latent).
+    sd = load_state_dict(ckpt_dir(rt) / "c.safetensors")
+    gen = torch.Generator().manual_seed(11)
+    sd[IN_CONV] = torch.cat([sd[IN_CONV], torch.randn(sd[IN_CONV].shape, generator=gen) * 0.1], dim=1).contiguous()
+    save_file(sd, str(ckpt_dir(rt) / "ip2p.safetensors"))
+    rt.refresh_checkpoints()
+    result = merge(rt, primary_model_name="ip2p", secondary_model_name="b", multiplier=0.5)
+    path = Path(result.filename)
+    assert path.name == "0.5(ip2p) + 0.5(b).instruct-pix2pix.safetensors"
+    b, out = tensors(ckpt_dir(rt) / "b.safetensors"), tensors(path)
+    torch.testing.assert_close(out[IN_CONV][:, :4], (sd[IN_CONV][:, :4] + b[IN_CONV]) * 0.5)
+    assert torch.equal(out[IN_CONV][:, 4:], sd[IN_CONV][:, 4:])
+    assert json.loads(metadata(path)["sd_merge_recipe"])["is_instruct_pix2pix"] is True
+    with pytest.raises(ValidationError, match="A must be the instruct-pix2pix model"):
+        merge(rt, primary_model_name="b", secondary_model_name="ip2p")
+
+
 def test_normal_a_with_inpainting_b_is_refused_before_writing(rt) -> None:
     before = folder_listing(rt)
     with pytest.raises(ValidationError, match="A must be the inpainting model"):
