@@ -250,6 +250,15 @@ def test_metadata_copy_json_and_recipe(rt) -> None:
         merge(rt, primary_model_name="a", secondary_model_name="b", metadata_json="{not json")
 
 
+def test_read_metadata_from_selected_checkpoints(rt) -> None:
+    from modules.merger import read_metadata
+
+    text = read_metadata(rt, ["withmeta", "b", None])
+    data = json.loads(text)
+    assert data["ss_title"] == "tiny merged" and data["format"] == "pt"
+    assert data["sd_merge_recipe"] == {"type": "webui", "x": 1}  # JSON values shown parsed, as A1111 does
+
+
 def test_block_weights_take_unet_from_b_and_the_rest_from_a(rt) -> None:
     weights = ",".join(["0"] + ["1"] * 25)  # BASE 0: text encoder and VAE from A; every UNet block from B
     result = merge(rt, primary_model_name="a", secondary_model_name="b", block_weights=weights, custom_name="blocks")
