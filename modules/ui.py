@@ -13,6 +13,7 @@ from modules.paths import SCRIPT_PATH
 from modules.runtime import Runtime
 from modules.ui_extensions import create_extension_tabs, create_extensions_tab
 from modules.ui_img2img import create_img2img_tab
+from modules.ui_merger import create_merger_tab
 from modules.ui_png_info import PngInfoTab, create_png_info_tab
 from modules.ui_quicksettings import create_quicksettings
 from modules.ui_settings import create_settings_tab
@@ -102,6 +103,7 @@ def create_ui(runtime: Runtime) -> gr.Blocks:
                                                             api_visibility="private")
 
             create_png_info_tab(runtime, send_buttons)
+            create_merger_tab(runtime)
             create_extension_tabs(extension_tabs)
             create_settings_tab(runtime)
             create_extensions_tab(runtime)
