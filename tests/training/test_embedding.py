@@ -1,0 +1,65 @@
+"""Textual inversion on the tiny SD1 model: create, train a few steps, A1111 .pt format, frozen checkpoint."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+import torch
+
+from modules.errors import ValidationError
+from modules.params_train import CreateEmbeddingParams, TrainEmbeddingParams
+from modules.state import JobState
+from modules.training import embedding
+from tests.training.conftest import assert_bit_exact, fixed_loss, snapshot
+
+
+def _params(toy_dataset, **kw) -> TrainEmbeddingParams:
+    base = dict(embedding_name="toyemb", learn_rate="0.05", data_root=str(toy_dataset), training_width=64,
+                training_height=64, steps=6, create_image_every=0, save_embedding_every=3,
+                template_filename="subject_filewords.txt", seed=1, log_directory="textual_inversion")
+    base.update(kw)
+    return TrainEmbeddingParams(**base)
+
+
+def test_create_embedding_from_init_text(runtime):
+    path = embedding.create_embedding(runtime, CreateEmbeddingParams(name="toyemb", num_vectors_per_token=3,
+                                                                     init_text="red square"))
+    data = torch.load(path, weights_only=True)
+    vec = data["string_to_param"]["*"]
+    assert vec.shape == (3, 32) and data["step"] == 0 and data["name"] == "toyemb"
+    te = runtime.models.current.pipe.text_encoder
+    table = getattr(te, "text_model", te).embeddings.token_embedding.weight
+    ids = runtime.models.current.pipe.tokenizer("red square", add_special_tokens=False)["input_ids"]
+    assert torch.equal(vec[0], table[ids[0]].float()) and torch.equal(vec[1], table[ids[0]].float())
+    assert torch.equal(vec[2], table[ids[1]].float())  # A1111: vector i takes init token i*len//n
+    with pytest.raises(ValidationError, match="already exists"):
+        embedding.create_embedding(runtime, CreateEmbeddingParams(name="toyemb"))
+    with pytest.raises(ValidationError, match="plain file name"):
+        embedding.create_embedding(runtime, CreateEmbeddingParams(name="../evil"))
+
+
+def test_training_lowers_loss_keeps_weights_and_saves_a1111_format(runtime, toy_dataset):
+    embedding.create_embedding(runtime, CreateEmbeddingParams(name="toyemb", num_vectors_per_token=2))
+    model = runtime.models.current
+    before = snapshot(model)
+    start = torch.load(runtime.paths.embeddings_dir / "toyemb.pt", weights_only=True)["string_to_param"]["*"]
+    loss_before = fixed_loss(runtime, toy_dataset, "a photo of toyemb", {"toyemb": start})
+    result = embedding.run_training(runtime, _params(toy_dataset, steps=10, save_embedding_every=5), JobState())
+    assert len(result.losses) == 10 and result.step == 10 and not result.interrupted
+    trained = torch.load(runtime.paths.embeddings_dir / "toyemb.pt", weights_only=True)["string_to_param"]["*"]
+    assert fixed_loss(runtime, toy_dataset, "a photo of toyemb", {"toyemb": trained}) < loss_before
+    assert_bit_exact(before, model)
+    data = torch.load(runtime.paths.embeddings_dir / "toyemb.pt", weights_only=True)
+    assert data["step"] == 10 and set(data) >= {"string_to_param", "step", "sd_checkpoint", "sd_checkpoint_name"}
+    assert data["sd_checkpoint_name"] == "tiny" and len(data["sd_checkpoint"]) == 10
+    assert not torch.equal(data["string_to_param"]["*"], start)
+    copies = sorted(p.name for p in (runtime.paths.data_dir / "textual_inversion").rglob("embeddings/*.pt"))
+    assert copies == ["toyemb-10.pt", "toyemb-5.pt"]
+    rows = list(csv.reader(next((runtime.paths.data_dir / "textual_inversion").rglob("*.csv")).open()))
+    assert rows[0] == ["step", "epoch", "epoch_step", "loss", "learn_rate"] and len(rows) == 11
+    # Usable at once: listed with its step, and the prompt that names it gives another conditioning.
+    assert runtime.embeddings.loaded["toyemb"].step == 10
+    cond = runtime.conditioner_for(model)
+    assert not torch.equal(cond.get_learned_conditioning(["a photo of toyemb"]),
+                           cond.get_learned_conditioning(["a photo of toy"]))
