@@ -47,7 +47,7 @@ def assert_bit_exact(before: dict[str, torch.Tensor], model) -> None:
     assert not changed, f"training changed checkpoint weights: {changed[:5]}"
 
 
-def fixed_loss(runtime, data_root, prompt: str, trainable=None, seed: int = 123, repeats: int = 8) -> float:
+def fixed_loss(runtime, data_root, prompt: str, trainable=None, seed: int = 123, repeats: int = 4) -> float:
     """The training objective on the toy dataset with fixed noise and timesteps (the same draws every call)."""
     from modules.training import core, dataset
 
