@@ -15,6 +15,7 @@ from modules.ui_extensions import create_extension_tabs, create_extensions_tab
 from modules.ui_png_info import PngInfoTab, create_png_info_tab
 from modules.ui_quicksettings import create_quicksettings
 from modules.ui_settings import create_settings_tab
+from modules.ui_train import create_train_tab
 from modules.ui_txt2img import create_txt2img_tab, paste_values
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ def create_ui(runtime: Runtime) -> gr.Blocks:
                                                             api_visibility="private")
 
             create_png_info_tab(runtime, send_buttons)
+            create_train_tab(runtime, t2i)
             create_extension_tabs(extension_tabs)
             create_settings_tab(runtime)
             create_extensions_tab(runtime)
