@@ -87,8 +87,13 @@ def test_train_reports_progress_and_interrupt_saves(client, runtime, tmp_path):
             seen = p.json()
         time.sleep(0.05)
     assert seen is not None and seen["id_task"] == "task(train-1)" and 0 < seen["progress"] < 1
+    # Generation waits for the run: a job queued now only starts after the training job has finished.
+    training_job = runtime.jobs.get("task(train-1)")
+    probe = runtime.jobs.submit("probe", lambda state: training_job.done.is_set())
+    assert runtime.jobs.position(probe) >= 1
     assert client.post("/sdapi/v1/interrupt", params={"id_task": "task(train-1)"}).status_code == 200
     thread.join()
+    assert runtime.jobs.wait(probe) is True
     r = out["r"].json()
     assert out["r"].status_code == 200 and r["interrupted"] and r["id_task"] == "task(train-1)"
     assert 1 <= r["step"] < 10_000 and "train embedding complete" in r["info"]

@@ -63,3 +63,24 @@ def test_training_lowers_loss_keeps_weights_and_saves_a1111_format(runtime, toy_
     cond = runtime.conditioner_for(model)
     assert not torch.equal(cond.get_learned_conditioning(["a photo of toyemb"]),
                            cond.get_learned_conditioning(["a photo of toy"]))
+
+
+def test_preview_images_carry_infotext_and_the_embedding(runtime, toy_dataset):
+    import base64
+    import json
+
+    from PIL import Image
+
+    embedding.create_embedding(runtime, CreateEmbeddingParams(name="toyemb"))
+    result = embedding.run_training(runtime, _params(toy_dataset, steps=2, create_image_every=2,
+                                                     save_embedding_every=0), JobState())
+    assert len(result.images) == 1 and result.images[0].endswith("images/toyemb-2.png")
+    with Image.open(result.images[0]) as im:
+        text = dict(im.text)
+    assert "Steps: 20" in text["parameters"] and "toyemb" in text["parameters"]
+    stored = json.loads(base64.b64decode(text["sd-ti-embedding"]))
+    assert stored["step"] == 2 and stored["name"] == "toyemb"
+    saved = torch.load(runtime.paths.embeddings_dir / "toyemb.pt", weights_only=True)["string_to_param"]["*"]
+    assert torch.allclose(torch.tensor(stored["string_to_param"]["*"]["TORCHTENSOR"]), saved)
+    # No txt2img output folder was written by the previews.
+    assert not list((runtime.paths.data_dir / "outputs").rglob("*.png"))
