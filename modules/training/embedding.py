@@ -91,6 +91,8 @@ def check_request(runtime: Any, params: TrainEmbeddingParams) -> None:
         parse_schedule(params.clip_grad_value, params.steps, field="clip_grad_value")
     dataset.read_template(dataset.templates_dir(runtime.cmd_opts, SCRIPT_PATH), params.template_filename)
     dataset.list_images(params.data_root)
+    if runtime.models.current is not None:
+        core.model_family(runtime.models.current, "embedding")
     if params.varsize and params.batch_size > 1:
         raise ValidationError("batch_size", "must be 1 with 'Do not resize images' (varsize)")
 

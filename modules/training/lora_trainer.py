@@ -199,6 +199,8 @@ def check_request(runtime: Any, params: TrainLoraParams) -> None:
     if params.template_filename:
         dataset.read_template(dataset.templates_dir(runtime.cmd_opts, SCRIPT_PATH), params.template_filename)
     dataset.list_images(params.data_root)
+    if runtime.models.current is not None:
+        core.model_family(runtime.models.current, "LoRA")
     path = runtime.paths.lora_dir / f"{params.lora_name.strip()}.safetensors"
     if path.exists() and not (params.resume or params.overwrite_old):
         raise ValidationError("lora_name", f"{path.name} already exists in {runtime.paths.lora_dir}; tick resume "
