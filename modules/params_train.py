@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 LatentSampling = Literal["once", "deterministic", "random"]
 ClipGradMode = Literal["disabled", "value", "norm"]
@@ -61,18 +61,26 @@ class _TrainCommon(BaseModel):
     use_weight: bool = False
     create_image_every: int = Field(500, ge=0)
     template_filename: str = Field("style_filewords.txt", max_length=512)
+    template_file: str | None = Field(None, max_length=512)  # older A1111 clients; wins when given
     preview_from_txt2img: bool = False
     preview_prompt: str = Field("", max_length=100_000)
     preview_negative_prompt: str = Field("", max_length=100_000)
     preview_steps: int = Field(20, ge=1, le=150)
     preview_sampler_name: str = "Euler a"
-    preview_sampler_index: str | None = None  # older A1111 clients
+    preview_sampler_index: str | int | None = None  # older A1111 clients: a sampler name or its list index
     preview_cfg_scale: float = Field(7.0, ge=0, le=30)
     preview_seed: int = Field(-1, ge=-1, le=4294967295)
     preview_width: int = Field(512, ge=64, le=2048, multiple_of=8)
     preview_height: int = Field(512, ge=64, le=2048, multiple_of=8)
     seed: int = Field(-1, ge=-1, le=4294967295)  # ours: a fixed seed makes a run repeatable
     force_task_id: str | None = Field(None, max_length=200)
+
+
+    @model_validator(mode="after")
+    def _old_names(self) -> _TrainCommon:
+        if self.template_file:
+            self.template_filename, self.template_file = self.template_file, None
+        return self
 
 
 class TrainEmbeddingParams(_TrainCommon):

@@ -74,10 +74,16 @@ def make_preview(runtime: Any, prompt: str, params: Any, *, from_txt2img: bool) 
     height = getattr(params, "training_height", None) or getattr(params, "resolution", 512)
     settings: dict[str, Any] = {"prompt": prompt, "steps": 20, "width": width, "height": height}
     if from_txt2img:
+        sampler = getattr(params, "preview_sampler_index", None) or params.preview_sampler_name
+        if isinstance(sampler, int):  # A1111 once sent the index into its sampler list
+            from modules.sd_samplers import sampler_names
+
+            names = sampler_names()
+            sampler = names[sampler] if 0 <= sampler < len(names) else params.preview_sampler_name
         settings = {
             "prompt": params.preview_prompt or prompt, "negative_prompt": params.preview_negative_prompt,
             "steps": params.preview_steps,
-            "sampler_name": getattr(params, "preview_sampler_index", None) or params.preview_sampler_name,
+            "sampler_name": sampler,
             "cfg_scale": params.preview_cfg_scale, "seed": params.preview_seed,
             "width": getattr(params, "preview_width", width), "height": getattr(params, "preview_height", height),
         }

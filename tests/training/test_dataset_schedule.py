@@ -89,3 +89,25 @@ def test_names_and_supported_models():
     with pytest.raises(ValidationError, match="supports SD1.x and SD2.x"):
         core.model_family(SimpleNamespace(variant="sdxl-base"), "LoRA")
     assert core.model_family(SimpleNamespace(variant="sd2-768-v"), "LoRA") == "sd2"
+
+
+A1111_COMMON = dict(id_task="task(x)", learn_rate="0.005", batch_size=1, gradient_step=1, data_root="/d",
+                    log_directory="textual_inversion", training_width=512, training_height=512, varsize=False,
+                    steps=100, clip_grad_mode="disabled", clip_grad_value="0.1", shuffle_tags=False,
+                    tag_drop_out=0.0, latent_sampling_method="once", use_weight=False, create_image_every=500,
+                    template_filename="style_filewords.txt", preview_from_txt2img=False, preview_prompt="",
+                    preview_negative_prompt="", preview_steps=20, preview_sampler_name="Euler a",
+                    preview_cfg_scale=7.0, preview_seed=-1, preview_width=512, preview_height=512)
+
+
+def test_a1111_request_bodies_are_accepted():
+    from modules.params_train import CreateHypernetworkParams, TrainEmbeddingParams, TrainHypernetworkParams
+
+    TrainEmbeddingParams(**A1111_COMMON, embedding_name="e", save_embedding_every=500,
+                         save_image_with_stored_embedding=True)
+    TrainHypernetworkParams(**A1111_COMMON, hypernetwork_name="h", save_hypernetwork_every=500)
+    old = TrainEmbeddingParams(embedding_name="e", template_file="subject.txt", preview_sampler_index=0)
+    assert old.template_filename == "subject.txt"
+    CreateHypernetworkParams(name="h", enable_sizes=[768, 320, 640, 1280], overwrite_old=False, layer_structure=None,
+                             activation_func=None, weight_init=None, add_layer_norm=False, use_dropout=False,
+                             dropout_structure=None)

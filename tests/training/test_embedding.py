@@ -84,3 +84,16 @@ def test_preview_images_carry_infotext_and_the_embedding(runtime, toy_dataset):
     assert torch.allclose(torch.tensor(stored["string_to_param"]["*"]["TORCHTENSOR"]), saved)
     # No txt2img output folder was written by the previews.
     assert not list((runtime.paths.data_dir / "outputs").rglob("*.png"))
+
+
+def test_sd2_v_prediction_model_trains(make_runtime, data_dir, toy_dataset):
+    from tests.fixtures.tiny_models import write_tiny_checkpoint
+
+    write_tiny_checkpoint("sd2-768-v", data_dir / "models" / "Stable-diffusion", "tiny2v", seed=3)
+    rt = make_runtime("--no-half")
+    rt.switch_checkpoint("tiny2v.safetensors")
+    assert rt.models.current.prediction_type == "v_prediction"
+    embedding.create_embedding(rt, CreateEmbeddingParams(name="toyemb"))
+    result = embedding.run_training(rt, _params(toy_dataset, steps=2, save_embedding_every=0), JobState())
+    assert result.step == 2 and all(loss == loss and loss > 0 for _, loss in result.losses)  # finite, not NaN
+    assert torch.load(rt.paths.embeddings_dir / "toyemb.pt", weights_only=True)["step"] == 2
