@@ -121,6 +121,11 @@ def create_train_tab(runtime: Runtime, txt2img: dict[str, Any] | None = None) ->
             _create_hypernetwork_ui(runtime, c)
             _train_ui(runtime, c)
             _train_lora_ui(runtime, c)
+            # A1111 extensions add their own sub-tabs here (on_ui_train_tabs), given the txt2img preview inputs.
+            from modules import script_callbacks
+
+            preview = [txt2img[f] for f in _PREVIEW_FIELDS if f in (txt2img or {})]
+            script_callbacks.ui_train_tabs_callback(script_callbacks.UiTrainTabParams(preview))
         with gr.Column(elem_id="ti_gallery_container"):
             c["task_id"] = gr.Textbox(visible="hidden", elem_id="train_task_id", label="")
             c["ti_output"] = gr.HTML(elem_id="ti_output")

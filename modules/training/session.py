@@ -87,6 +87,8 @@ def make_preview(runtime: Any, prompt: str, params: Any, *, from_txt2img: bool) 
             "cfg_scale": params.preview_cfg_scale, "seed": params.preview_seed,
             "width": getattr(params, "preview_width", width), "height": getattr(params, "preview_height", height),
         }
+    from modules.training.core import clean_model
+
     try:
         p = build_processing(runtime, Txt2ImgParams(**settings), JobState())
         p.do_not_save_samples = p.do_not_save_grid = True
@@ -94,6 +96,10 @@ def make_preview(runtime: Any, prompt: str, params: Any, *, from_txt2img: bool) 
     except WebUIError as e:  # a preview that fails is reported, the training goes on
         log.warning("Training preview failed: %s", e)
         return None
+    finally:
+        # A <lora:...> in a preview prompt leaves its weights merged (as after any generation): take them off
+        # so the next steps train against the checkpoint itself.
+        clean_model(runtime, runtime.models.current)
     if not processed.images:
         return None
     infotext = processed.infotexts[0] if processed.infotexts else ""

@@ -97,3 +97,22 @@ def test_sd2_v_prediction_model_trains(make_runtime, data_dir, toy_dataset):
     result = embedding.run_training(rt, _params(toy_dataset, steps=2, save_embedding_every=0), JobState())
     assert result.step == 2 and all(loss == loss and loss > 0 for _, loss in result.losses)  # finite, not NaN
     assert torch.load(rt.paths.embeddings_dir / "toyemb.pt", weights_only=True)["step"] == 2
+
+
+def test_lora_in_a_preview_prompt_leaves_no_weights_behind(runtime, toy_dataset):
+    from safetensors.torch import save_file
+
+    key = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"
+    gen = torch.Generator().manual_seed(0)
+    runtime.paths.lora_dir.mkdir(parents=True, exist_ok=True)
+    save_file({f"{key}.lora_up.weight": torch.randn(32, 2, generator=gen),
+               f"{key}.lora_down.weight": torch.randn(2, 32, generator=gen)},
+              str(runtime.paths.lora_dir / "side.safetensors"))
+    embedding.create_embedding(runtime, CreateEmbeddingParams(name="toyemb"))
+    before = snapshot(runtime.models.current)
+    result = embedding.run_training(runtime, _params(toy_dataset, steps=2, create_image_every=1, save_embedding_every=0,
+                                                     preview_from_txt2img=True, preview_steps=2, preview_width=64,
+                                                     preview_height=64, preview_prompt="<lora:side:1> toyemb"),
+                                    JobState())
+    assert len(result.images) == 2
+    assert_bit_exact(before, runtime.models.current)
