@@ -71,6 +71,19 @@ def test_bad_input_is_refused_before_any_job(client, runtime, tmp_path):
     assert (runtime.paths.embeddings_dir / "apiemb.pt").read_bytes() == saved
     r = client.post("/sdapi/v1/create/hypernetwork", json={"name": "apihn", "enable_sizes": [32]})
     assert r.status_code == 200 and (runtime.paths.hypernetwork_dir / "apihn.pt").is_file()
+    hn = {"hypernetwork_name": "nothere", "data_root": str(dataset), "training_width": 64, "training_height": 64,
+          "steps": 1, "template_filename": "hypernetwork.txt"}
+    r = client.post("/sdapi/v1/train/hypernetwork", json=hn)
+    assert r.status_code == 422 and "no hypernetwork named 'nothere'" in r.json()["detail"]
+    lora = {"lora_name": "apilora", "data_root": str(dataset), "resolution": 64, "min_bucket_reso": 64,
+            "steps": 1, "unet_lr": "1e-4:x", "create_image_every": 0, "save_every": 0}
+    assert "unet_lr" in client.post("/sdapi/v1/train/lora", json=lora).json()["detail"]
+    assert _idle(runtime)
+    r = client.post("/sdapi/v1/train/lora", json={**lora, "unet_lr": "1e-4"})
+    assert r.status_code == 200 and r.json()["step"] == 1
+    assert [x["alias"] for x in client.get("/sdapi/v1/loras").json()] == ["apilora"]
+    r = client.post("/sdapi/v1/train/lora", json={**lora, "unet_lr": "1e-4"})
+    assert r.status_code == 422 and "already exists" in r.json()["detail"]  # no silent overwrite
 
 
 def test_train_reports_progress_and_interrupt_saves(client, runtime, tmp_path):
