@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -13,7 +14,7 @@ from typing import Any
 
 import torch
 
-from modules.training.core import clip_gradients
+from modules.training.core import TrainingError, clip_gradients
 from modules.training.dataset import Dataset, DatasetEntry
 from modules.training.lr_schedule import StepSchedule
 
@@ -141,6 +142,10 @@ def run_loop(cfg: LoopConfig, state: Any, dataset: Dataset, rng: Any, groups: li
                 step_loss += float(loss.detach())
             if interrupted:
                 break
+            if not math.isfinite(step_loss):
+                # Stepping would write NaN into the trained vectors; the files keep their last saved state.
+                raise TrainingError(f"the loss became {step_loss} at step {step + 1}; nothing more was saved "
+                                    "(try a lower learning rate)")
             if cfg.clip is not None:
                 clip_gradients(params, cfg.clip_mode, cfg.clip.value_at(step))
             optimizer.step()

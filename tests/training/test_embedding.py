@@ -116,3 +116,14 @@ def test_lora_in_a_preview_prompt_leaves_no_weights_behind(runtime, toy_dataset)
                                     JobState())
     assert len(result.images) == 2
     assert_bit_exact(before, runtime.models.current)
+
+
+def test_a_diverging_run_stops_and_keeps_the_saved_file(runtime, toy_dataset):
+    from modules.training.core import TrainingError
+
+    embedding.create_embedding(runtime, CreateEmbeddingParams(name="toyemb"))
+    saved = (runtime.paths.embeddings_dir / "toyemb.pt").read_bytes()
+    with pytest.raises(TrainingError, match="loss became"):
+        embedding.run_training(runtime, _params(toy_dataset, learn_rate="1e30", steps=4, save_embedding_every=0),
+                               JobState())
+    assert (runtime.paths.embeddings_dir / "toyemb.pt").read_bytes() == saved
