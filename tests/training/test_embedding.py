@@ -72,12 +72,14 @@ def test_preview_images_carry_infotext_and_the_embedding(runtime, toy_dataset):
     from PIL import Image
 
     embedding.create_embedding(runtime, CreateEmbeddingParams(name="toyemb"))
-    result = embedding.run_training(runtime, _params(toy_dataset, steps=2, create_image_every=2,
-                                                     save_embedding_every=0), JobState())
+    result = embedding.run_training(runtime, _params(toy_dataset, steps=2, create_image_every=2, save_embedding_every=0,
+                                                     preview_from_txt2img=True, preview_steps=3, preview_width=64,
+                                                     preview_height=64, preview_prompt="a photo of toyemb"),
+                                    JobState())
     assert len(result.images) == 1 and result.images[0].endswith("images/toyemb-2.png")
     with Image.open(result.images[0]) as im:
         text = dict(im.text)
-    assert "Steps: 20" in text["parameters"] and "toyemb" in text["parameters"]
+    assert "Steps: 3" in text["parameters"] and "a photo of toyemb" in text["parameters"]
     stored = json.loads(base64.b64decode(text["sd-ti-embedding"]))
     assert stored["step"] == 2 and stored["name"] == "toyemb"
     saved = torch.load(runtime.paths.embeddings_dir / "toyemb.pt", weights_only=True)["string_to_param"]["*"]

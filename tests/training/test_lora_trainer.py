@@ -69,7 +69,8 @@ def test_lora_trains_saves_kohya_and_loads_through_our_loader(runtime, toy_datas
 
 def test_unet_only_has_no_text_encoder_keys(runtime, toy_dataset):
     result = lora_trainer.run_training(runtime, _params(toy_dataset, train_text_encoder=False, steps=1, save_every=0,
-                                                        create_image_every=1, preview_prompt="red square"), JobState())
+                                                        create_image_every=1, preview_prompt="red square",
+                                                        preview_steps=2), JobState())
     assert len(result.images) == 1 and result.images[0].endswith("toylora-1.png")  # a preview during training
     with safe_open(str(runtime.paths.lora_dir / "toylora.safetensors"), framework="pt") as f:
         keys = list(f.keys())  # noqa: SIM118 (safe_open is not iterable)
