@@ -34,13 +34,15 @@ def check_name(name: str, field: str) -> str:
     return name
 
 
-def model_family(model: Any, trainer: str) -> str:
-    """sd1/sd2; SDXL and inpainting models are refused with what is supported."""
+def model_family(model: Any, trainer: str, sdxl: bool = False) -> str:
+    """sd1/sd2 (and sdxl base when the trainer can); other models are refused with what is supported."""
     variant = str(model.variant)
     family = variant.split("-")[0]
-    if family not in SUPPORTED_FAMILIES or variant.endswith("inpainting"):
-        raise ValidationError("sd_model_checkpoint", f"the {trainer} trainer supports SD1.x and SD2.x models "
-                                                     f"(not inpainting); the loaded model is {variant}")
+    allowed = SUPPORTED_FAMILIES + (("sdxl",) if sdxl else ())
+    if family not in allowed or variant.endswith("inpainting") or variant == "sdxl-refiner":
+        what = "SD1.x, SD2.x and SDXL base" if sdxl else "SD1.x and SD2.x"
+        raise ValidationError("sd_model_checkpoint", f"the {trainer} trainer supports {what} models (not "
+                                                     f"inpainting or refiner); the loaded model is {variant}")
     return family
 
 
@@ -136,7 +138,7 @@ class NoiseObjective:
         return cls(DDPMScheduler(**keep, prediction_type=prediction), prediction)
 
     def loss(self, unet: Any, latents: torch.Tensor, cond: torch.Tensor, generator: torch.Generator,
-             weight: torch.Tensor | None = None) -> torch.Tensor:
+             weight: torch.Tensor | None = None, pooled: torch.Tensor | None = None) -> torch.Tensor:
         param = next(unet.parameters())
         n = latents.shape[0]
         noise = torch.randn(latents.shape, generator=generator)
@@ -144,8 +146,13 @@ class NoiseObjective:
         noisy = self.scheduler.add_noise(latents, noise, t)
         v_pred = self.prediction_type == "v_prediction"
         target = self.scheduler.get_velocity(latents, noise, t) if v_pred else noise
+        extra = {}
+        if pooled is not None:  # SDXL: pooled bigG vector and size/crop ids (original = target, no crop)
+            h, w = latents.shape[2] * 8, latents.shape[3] * 8
+            ids = torch.tensor([[h, w, 0, 0, h, w]] * n, dtype=param.dtype, device=param.device)
+            extra["added_cond_kwargs"] = {"text_embeds": pooled.to(param.dtype), "time_ids": ids}
         pred = unet(noisy.to(param.device, param.dtype), t.to(param.device),
-                    encoder_hidden_states=cond.to(param.dtype)).sample
+                    encoder_hidden_states=cond.to(param.dtype), **extra).sample
         err = (pred.float() - target.to(pred.device)) ** 2
         if weight is not None:
             err = err * weight.to(err.device)[:, None]
@@ -155,56 +162,80 @@ class NoiseObjective:
 # --- prompts with gradients -------------------------------------------------------------------------------------
 def encode_prompts(conditioner: Any, texts: list[str], trainable: dict[str, torch.Tensor] | None = None
                    ) -> torch.Tensor:
-    """[B, 77*k, D] conditioning as the conditioner computes it for SD1/SD2, but with autograd on.
+    """[B, 77*k, D] conditioning as the conditioner computes it, but with autograd on (SD1/SD2 callers)."""
+    return encode_prompts_pooled(conditioner, texts, trainable)[0]
+
+
+def _pick_layer(conditioner: Any, enc: Any, out: Any, inner: Any) -> torch.Tensor:
+    """The hidden state A1111 reads from each encoder (see conditioning.TextConditioner._pick_layer)."""
+    skip = conditioner.options.clip_skip
+    if enc.layer == "last":
+        return out.last_hidden_state
+    if enc.layer == "penultimate":
+        return out.hidden_states[-2]
+    if enc.layer == "sdxl_l":
+        return out.hidden_states[-skip] if conditioner.options.sdxl_clip_l_skip else out.hidden_states[-2]
+    return out.last_hidden_state if skip == 1 else inner.final_layer_norm(out.hidden_states[-skip])
+
+
+def encode_prompts_pooled(conditioner: Any, texts: list[str], trainable: dict[str, torch.Tensor] | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(conditioning, pooled vector or None): every encoder's chunks, concatenated on the width for SDXL.
 
     `trainable` maps embedding names to tensors that replace those embeddings' stored vectors, so the
-    gradient reaches them; the text encoder's own weights stay frozen (LoRA hooks on it still get gradients).
+    gradient reaches them; the text encoders' own weights stay frozen (LoRA hooks on them still get gradients).
     """
     trainable = trainable or {}
     conditioner.refresh_embeddings()
-    enc = conditioner.encoders[0]
-    chunker = enc.chunker
-    model = enc.model
-    per_text = [chunker.tokenize_line(t)[0] for t in texts]
-    n_chunks = max(len(c) for c in per_text)
-    zs = []
-    for i in range(n_chunks):
-        batch = [c[i] if i < len(c) else chunker.empty_chunk() for c in per_text]
-        tokens = torch.tensor([c.tokens for c in batch], dtype=torch.long, device=model.device)
-        if enc.id_pad != chunker.id_end:
-            for row, chunk in enumerate(batch):
-                tokens[row, chunk.tokens.index(chunker.id_end) + 1:] = enc.id_pad
-        fixes = [c.fixes for c in batch]
+    outputs, pooled = [], None
+    for enc in conditioner.encoders:
+        chunker, model = enc.chunker, enc.model
+        per_text = [chunker.tokenize_line(t)[0] for t in texts]
+        n_chunks = max(len(c) for c in per_text)
+        zs = []
+        for i in range(n_chunks):
+            batch = [c[i] if i < len(c) else chunker.empty_chunk() for c in per_text]
+            tokens = torch.tensor([c.tokens for c in batch], dtype=torch.long, device=model.device)
+            if enc.id_pad != chunker.id_end:
+                for row, chunk in enumerate(batch):
+                    tokens[row, chunk.tokens.index(chunker.id_end) + 1:] = enc.id_pad
+            fixes = [c.fixes for c in batch]
 
-        def hook(_module: Any, _inputs: Any, output: torch.Tensor, fixes: list = fixes) -> torch.Tensor:
-            output = output.clone()
-            for row, row_fixes in enumerate(fixes):
-                for offset, emb in row_fixes:
-                    vec = trainable.get(emb.name)
-                    vec = emb.vectors_for(enc.key, conditioner.widths) if vec is None else vec
-                    vec = vec.to(device=output.device, dtype=output.dtype)
-                    n = min(output.shape[1] - offset - 1, vec.shape[0])
-                    output[row, offset + 1:offset + 1 + n] = vec[:n]
-            return output
+            def hook(_module: Any, _inputs: Any, output: torch.Tensor, fixes: list = fixes, enc: Any = enc
+                     ) -> torch.Tensor:
+                output = output.clone()
+                for row, row_fixes in enumerate(fixes):
+                    for offset, emb in row_fixes:
+                        vec = trainable.get(emb.name)
+                        vec = emb.vectors_for(enc.key, conditioner.widths) if vec is None else vec
+                        vec = vec.to(device=output.device, dtype=output.dtype)
+                        n = min(output.shape[1] - offset - 1, vec.shape[0])
+                        output[row, offset + 1:offset + 1 + n] = vec[:n]
+                return output
 
-        inner = getattr(model, "text_model", model)
-        handle = inner.embeddings.token_embedding.register_forward_hook(hook) if any(fixes) else None
-        skip = conditioner.options.clip_skip if enc.layer == "sd1" else 1
-        try:
-            out = model(input_ids=tokens, output_hidden_states=skip > 1)
-        finally:
-            if handle is not None:
-                handle.remove()
-        z = out.last_hidden_state if skip == 1 else inner.final_layer_norm(out.hidden_states[-skip])
-        weights = torch.tensor([c.multipliers for c in batch], dtype=torch.float32, device=z.device)
-        if conditioner.options.emphasis in ("Original", "No norm") and bool((weights != 1.0).any()):
-            zf = z.float()
-            weighted = zf * weights.unsqueeze(-1)
-            if conditioner.options.emphasis == "Original":
-                weighted = weighted * (zf.mean() / weighted.mean())
-            z = weighted.to(z.dtype)
-        zs.append(z)
-    return torch.cat(zs, dim=1)
+            inner = getattr(model, "text_model", model)
+            handle = inner.embeddings.token_embedding.register_forward_hook(hook) if any(fixes) else None
+            hidden = enc.layer != "last" and not (enc.layer == "sd1" and conditioner.options.clip_skip == 1)
+            try:
+                out = model(input_ids=tokens, output_hidden_states=hidden)
+            finally:
+                if handle is not None:
+                    handle.remove()
+            z = _pick_layer(conditioner, enc, out, inner)
+            if i == 0 and enc.pooled:
+                pooled = out.text_embeds
+            weights = torch.tensor([c.multipliers for c in batch], dtype=torch.float32, device=z.device)
+            if conditioner.options.emphasis in ("Original", "No norm") and bool((weights != 1.0).any()):
+                zf = z.float()
+                weighted = zf * weights.unsqueeze(-1)
+                if conditioner.options.emphasis == "Original":
+                    weighted = weighted * (zf.mean() / weighted.mean())
+                z = weighted.to(z.dtype)
+            zs.append(z)
+        outputs.append(torch.cat(zs, dim=1))
+    if len({o.shape[1] for o in outputs}) != 1:
+        raise TrainingError("the text encoders split a training prompt into different chunk counts")
+    return torch.cat(outputs, dim=-1), pooled
 
 
 def clip_gradients(params: list[torch.Tensor], mode: str, value: float | None) -> None:

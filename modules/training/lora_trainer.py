@@ -75,10 +75,16 @@ def target_layers(model: Any, unet: bool, text_encoder: bool) -> dict[str, torch
                                                        and module.kernel_size == (1, 1)):
                 out["lora_unet_" + _underscored(path)] = module
     if text_encoder:
-        for path, module in model.pipe.text_encoder.named_modules():
-            if isinstance(module, torch.nn.Linear) and path.rsplit(".", 1)[-1] in _TE_LAYERS:
-                spelled = path if path.startswith("text_model.") else "text_model." + path
-                out["lora_te_" + _underscored(spelled)] = module
+        # kohya: `lora_te_` for SD1/SD2; SDXL's CLIP-L and bigG are `lora_te1_` and `lora_te2_`.
+        sdxl = getattr(model.pipe, "text_encoder_2", None) is not None
+        encoders = [("lora_te1_" if sdxl else "lora_te_", model.pipe.text_encoder)]
+        if sdxl:
+            encoders.append(("lora_te2_", model.pipe.text_encoder_2))
+        for prefix, encoder in encoders:
+            for path, module in encoder.named_modules():
+                if isinstance(module, torch.nn.Linear) and path.rsplit(".", 1)[-1] in _TE_LAYERS:
+                    spelled = path if path.startswith("text_model.") else "text_model." + path
+                    out[prefix + _underscored(spelled)] = module
     return out
 
 
@@ -142,7 +148,7 @@ def load_state(lora_set: LoraSet, path: Path) -> int:
 def metadata(params: TrainLoraParams, model: Any, data: dataset.Dataset, step: int, started: float, seed: int,
              checkpoint: str | None, checkpoint_name: str | None) -> dict[str, str]:
     """kohya's `ss_*` keys (what A1111, ComfyUI and our loader read for version, alias and dataset tags)."""
-    sd2 = model.variant.startswith("sd2")
+    sd2, sdxl = model.variant.startswith("sd2"), model.variant.startswith("sdxl")
     folder = Path(params.data_root).name
     return {
         "ss_network_module": "networks.lora",
@@ -152,7 +158,7 @@ def metadata(params: TrainLoraParams, model: Any, data: dataset.Dataset, step: i
         "ss_steps": str(step),
         "ss_max_train_steps": str(params.steps),
         "ss_epoch": str(step // max(1, -(-len(data) // data.batch_size))),
-        "ss_base_model_version": "sd_v2" if sd2 else "sd_v1",
+        "ss_base_model_version": "sdxl_base_v1-0" if sdxl else ("sd_v2" if sd2 else "sd_v1"),
         "ss_v2": str(sd2),
         "ss_v_parameterization": str(model.prediction_type == "v_prediction"),
         "ss_resolution": f"({params.resolution}, {params.resolution})",
@@ -200,7 +206,7 @@ def check_request(runtime: Any, params: TrainLoraParams) -> None:
         dataset.read_template(dataset.templates_dir(runtime.cmd_opts, SCRIPT_PATH), params.template_filename)
     dataset.list_images(params.data_root)
     if runtime.models.current is not None:
-        core.model_family(runtime.models.current, "LoRA")
+        core.model_family(runtime.models.current, "LoRA", sdxl=True)
     path = runtime.paths.lora_dir / f"{params.lora_name.strip()}.safetensors"
     if path.exists() and not (params.resume or params.overwrite_old):
         raise ValidationError("lora_name", f"{path.name} already exists in {runtime.paths.lora_dir}; tick resume "
@@ -212,7 +218,7 @@ def run_training(runtime: Any, params: TrainLoraParams, state: Any, monitor: Tra
     check_request(runtime, params)
     name = params.lora_name.strip()
     model = session.current_model(runtime)
-    core.model_family(model, "LoRA")
+    core.model_family(model, "LoRA", sdxl=True)
     path = runtime.paths.lora_dir / f"{name}.safetensors"
     rng, gen, seed = core.seeded(params.seed)
     lora_set = build_set(model, params, gen)
@@ -224,7 +230,7 @@ def run_training(runtime: Any, params: TrainLoraParams, state: Any, monitor: Tra
         groups.append(Group(lora_set.parameters("lora_unet_"),
                             parse_schedule(params.unet_lr, params.steps, initial_step, field="unet_lr")))
     if params.train_text_encoder:
-        groups.append(Group(lora_set.parameters("lora_te_"), parse_schedule(
+        groups.append(Group(lora_set.parameters("lora_te"), parse_schedule(
             params.text_encoder_lr, params.steps, initial_step, field="text_encoder_lr")))
     clip = (parse_schedule(params.clip_grad_value, params.steps, initial_step, field="clip_grad_value")
             if params.clip_grad_mode != "disabled" else None)
@@ -249,8 +255,8 @@ def run_training(runtime: Any, params: TrainLoraParams, state: Any, monitor: Tra
                                          params.tag_drop_out) for e in batch]
         last_texts[:] = texts
         with torch.set_grad_enabled(params.train_text_encoder):
-            cond = core.encode_prompts(conditioner, texts)
-        return objective.loss(unet, core.batch_latents(batch, gen), cond, gen)
+            cond, pooled = core.encode_prompts_pooled(conditioner, texts)
+        return objective.loss(unet, core.batch_latents(batch, gen), cond, gen, pooled=pooled)
 
     def save(step: int, copy: bool) -> None:
         tensors, meta = state_dict(lora_set), metadata(params, model, data, step, started, seed, checkpoint,

@@ -86,8 +86,11 @@ def test_names_and_supported_models():
     assert core.check_name(" my emb-v2 ", "name") == "my emb-v2"
     from types import SimpleNamespace
 
-    with pytest.raises(ValidationError, match="supports SD1.x and SD2.x"):
-        core.model_family(SimpleNamespace(variant="sdxl-base"), "LoRA")
+    with pytest.raises(ValidationError, match="embedding trainer supports SD1.x and SD2.x"):
+        core.model_family(SimpleNamespace(variant="sdxl-base"), "embedding")
+    with pytest.raises(ValidationError, match="not inpainting or refiner"):
+        core.model_family(SimpleNamespace(variant="sdxl-refiner"), "LoRA", sdxl=True)
+    assert core.model_family(SimpleNamespace(variant="sdxl-base"), "LoRA", sdxl=True) == "sdxl"
     assert core.model_family(SimpleNamespace(variant="sd2-768-v"), "LoRA") == "sd2"
 
 

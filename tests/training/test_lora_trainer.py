@@ -76,3 +76,27 @@ def test_unet_only_has_no_text_encoder_keys(runtime, toy_dataset):
         keys = list(f.keys())  # noqa: SIM118 (safe_open is not iterable)
         assert not [k for k in keys if k.startswith("lora_te_")]
         assert f.metadata()["ss_network_train_unet_only"] == "True"
+
+
+def test_sdxl_lora_trains_with_te1_te2_keys_and_loads(make_runtime, data_dir, toy_dataset):
+    from tests.fixtures.tiny_models import write_tiny_checkpoint
+
+    write_tiny_checkpoint("sdxl-base", data_dir / "models" / "Stable-diffusion", "tinyxl", seed=2)
+    rt = make_runtime("--no-half")
+    rt.switch_checkpoint("tinyxl.safetensors")
+    model = rt.models.current
+    before = snapshot(model)
+    result = lora_trainer.run_training(rt, _params(toy_dataset, steps=2, save_every=0), JobState())
+    assert result.step == 2 and all(loss == loss for _, loss in result.losses)
+    assert_bit_exact(before, model)
+    path = rt.paths.lora_dir / "toylora.safetensors"
+    with safe_open(str(path), framework="pt") as f:
+        keys, meta = list(f.keys()), f.metadata()  # noqa: SIM118
+    assert meta["ss_base_model_version"] == "sdxl_base_v1-0"
+    assert any(k.startswith("lora_te1_text_model_encoder_layers_") for k in keys)
+    assert any(k.startswith("lora_te2_text_model_encoder_layers_") for k in keys)
+    rt.loras.refresh()
+    applied = lora.activate(model, rt.loras, [lora.LoraRequest("toylora")])
+    assert applied.errors == {} and applied.written
+    lora.activate(model, rt.loras, [])
+    assert_bit_exact(before, model)
