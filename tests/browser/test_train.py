@@ -55,4 +55,16 @@ def test_create_and_train_embedding(page, server, tmp_path: Path) -> None:
     assert "browseremb.pt" in page.locator("#ti_outcome").inner_text()
     assert "step 3/3, loss:" in page.locator("#ti_output").inner_text()
     assert page.locator("#train_loss_plot").count() == 1
+    # Train LoRA: one step at 64x64 writes models/Lora/<name>.safetensors.
+    page.locator("#train_tabs").get_by_role("tab", name="Train LoRA").click()
+    page.locator("#train_lora_name input, #train_lora_name textarea").first.fill("browserlora")
+    page.locator("#train_lora_dataset_directory input, #train_lora_dataset_directory textarea").first.fill(
+        str(dataset))
+    _number(page, "train_lora_resolution", "64")
+    _number(page, "train_lora_steps", "1")
+    _number(page, "train_lora_create_image_every", "0")
+    _number(page, "train_lora_save_every", "0")
+    page.locator("#train_train_lora").click()
+    page.locator("#ti_outcome").filter(has_text="LoRA saved to").wait_for(timeout=180000)
+    assert (data / "models" / "Lora" / "browserlora.safetensors").is_file()
     assert not page.js_errors
