@@ -15,6 +15,7 @@ from modules.errors import ValidationError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".avif")
 _NUMBERS_AT_START = re.compile(r"^[-\d]+\s*")  # A1111 drops "00012-" style counters from file names
+_KOHYA_FOLDER = re.compile(r"^(\d+)_(.+)$")
 TEMPLATE_EXTENSION = ".txt"
 
 
@@ -29,6 +30,7 @@ class DatasetEntry:
     latent: Any = None  # cached latent sample ("once"/"deterministic")
     latent_mean: Any = None  # the distribution, sampled every time ("random")
     latent_std: Any = None
+    repeats: int = 1  # kohya's `<N>_<concept>` folders repeat their images N times
 
     @property
     def size(self) -> tuple[int, int]:
@@ -88,13 +90,30 @@ def expand_template(line: str, filename_text: str, name: str, rng: random.Random
 
 
 # --- images -----------------------------------------------------------------------------------------------------
-def list_images(data_root: str | Path, field_name: str = "data_root") -> list[Path]:
+def images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def kohya_folders(root: Path) -> list[tuple[Path, int]]:
+    """`<N>_<concept>` subfolders (kohya's layout) with their repeat counts."""
+    found = []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        m = _KOHYA_FOLDER.match(sub.name)
+        if m and int(m.group(1)) > 0:
+            found.append((sub, int(m.group(1))))
+    return found
+
+
+def list_images(data_root: str | Path, field_name: str = "data_root", kohya: bool = False) -> list[Path]:
+    """The images of the folder (with `kohya`, also those of its `<N>_<concept>` subfolders)."""
     root = Path(str(data_root)).expanduser()
     if not str(data_root).strip():
         raise ValidationError(field_name, "no dataset directory given")
     if not root.is_dir():
         raise ValidationError(field_name, f"dataset directory {str(root)!r} does not exist")
-    files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    files = images_in(root)
+    if kohya:
+        files += [p for sub, _ in kohya_folders(root) for p in images_in(sub)]
     if not files:
         raise ValidationError(field_name, f"dataset directory {str(root)!r} holds no images "
                                           f"({', '.join(IMAGE_EXTENSIONS)})")
@@ -155,7 +174,7 @@ class Dataset:
         """One epoch: images (times repeats) shuffled, grouped by size, cut into batches of `batch_size`."""
         by_size: dict[tuple[int, int], list[DatasetEntry]] = {}
         for entry in self.entries:
-            by_size.setdefault(entry.size, []).extend([entry] * self.repeats)
+            by_size.setdefault(entry.size, []).extend([entry] * (self.repeats * entry.repeats))
         batches: list[list[DatasetEntry]] = []
         for size in sorted(by_size):
             group = by_size[size]
@@ -165,13 +184,13 @@ class Dataset:
         yield from batches
 
     def __len__(self) -> int:
-        return len(self.entries) * self.repeats
+        return sum(e.repeats for e in self.entries) * self.repeats
 
 
 def load_dataset(data_root: str | Path, width: int, height: int, *, batch_size: int = 1, varsize: bool = False,
                  buckets: list[tuple[int, int]] | None = None, use_weight: bool = False, repeats: int = 1,
                  word_regex: str = "", join_string: str = " ", flip: bool = False,
-                 caption_extension: str = ".txt") -> Dataset:
+                 caption_extension: str = ".txt", kohya: bool = False) -> Dataset:
     """Read and size every image of `data_root` (captions beside them); errors name the file or folder.
 
     Sizing: `buckets` (LoRA) crops each image to the bucket nearest its aspect; `varsize` keeps the image
@@ -179,7 +198,9 @@ def load_dataset(data_root: str | Path, width: int, height: int, *, batch_size: 
     """
     entries: list[DatasetEntry] = []
     tags: dict[str, int] = {}
-    for path in list_images(data_root):
+    folder_repeats = {sub: n for sub, n in kohya_folders(Path(str(data_root)).expanduser())} if kohya else {}
+    for path in list_images(data_root, kohya=kohya):
+        image_repeats = folder_repeats.get(path.parent, 1)
         image = open_image(path)
         alpha = image.getchannel("A") if use_weight and "A" in image.getbands() else None
         rgb = image.convert("RGB")
@@ -202,10 +223,10 @@ def load_dataset(data_root: str | Path, width: int, height: int, *, batch_size: 
         for tag in (t.strip() for t in text.split(",")):
             if tag:
                 tags[tag] = tags.get(tag, 0) + 1
-        entries.append(DatasetEntry(path, text, rgb, weight))
+        entries.append(DatasetEntry(path, text, rgb, weight, repeats=image_repeats))
         if flip:
             mirrored = weight.flip(-1) if weight is not None else None
-            entries.append(DatasetEntry(path, text, ImageOps.mirror(rgb), mirrored))
+            entries.append(DatasetEntry(path, text, ImageOps.mirror(rgb), mirrored, repeats=image_repeats))
     if varsize and batch_size > 1 and len({e.size for e in entries}) > 1:
         raise ValidationError("batch_size", "must be 1 with 'Do not resize images' when the images differ in size")
     return Dataset(entries, batch_size, repeats, tags)

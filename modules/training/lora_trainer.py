@@ -177,10 +177,21 @@ def metadata(params: TrainLoraParams, model: Any, data: dataset.Dataset, step: i
         "ss_sd_model_name": checkpoint_name or "",
         "ss_sd_model_hash": checkpoint or "",
         "ss_tag_frequency": json.dumps({folder: data.tag_frequency}),
-        "ss_dataset_dirs": json.dumps({folder: {"n_repeats": params.repeats, "img_count": len(data.entries)}}),
+        "ss_dataset_dirs": json.dumps(dataset_dirs(Path(params.data_root), params.repeats)),
         "ss_caption_extension": params.caption_extension,
         "ss_flip_aug": str(params.flip_aug),
     }
+
+
+def dataset_dirs(root: Path, repeats: int) -> dict[str, dict[str, int]]:
+    """kohya's `ss_dataset_dirs`: image count and repeats per folder."""
+    out = {}
+    top = dataset.images_in(root) if root.is_dir() else []
+    if top:
+        out[root.name] = {"n_repeats": repeats, "img_count": len(top)}
+    for sub, n in dataset.kohya_folders(root) if root.is_dir() else []:
+        out[sub.name] = {"n_repeats": n * repeats, "img_count": len(dataset.images_in(sub))}
+    return out
 
 
 def save_lora(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
@@ -204,7 +215,7 @@ def check_request(runtime: Any, params: TrainLoraParams) -> None:
         raise ValidationError("min_bucket_reso", "is larger than max_bucket_reso")
     if params.template_filename:
         dataset.read_template(dataset.templates_dir(runtime.cmd_opts, SCRIPT_PATH), params.template_filename)
-    dataset.list_images(params.data_root)
+    dataset.list_images(params.data_root, kohya=True)
     if runtime.models.current is not None:
         core.model_family(runtime.models.current, "LoRA", sdxl=True)
     path = runtime.paths.lora_dir / f"{params.lora_name.strip()}.safetensors"
@@ -242,7 +253,7 @@ def run_training(runtime: Any, params: TrainLoraParams, state: Any, monitor: Tra
                if params.enable_bucket else None)
     data = dataset.load_dataset(params.data_root, params.resolution, params.resolution, batch_size=params.batch_size,
                                 buckets=buckets, repeats=params.repeats, flip=params.flip_aug,
-                                caption_extension=params.caption_extension)
+                                caption_extension=params.caption_extension, kohya=True)
     checkpoint, checkpoint_name = session.checkpoint_identity(runtime)
     conditioner = runtime.conditioner_for(model)
     objective = core.NoiseObjective.for_model(model)

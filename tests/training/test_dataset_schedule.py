@@ -114,3 +114,20 @@ def test_a1111_request_bodies_are_accepted():
     CreateHypernetworkParams(name="h", enable_sizes=[768, 320, 640, 1280], overwrite_old=False, layer_structure=None,
                              activation_func=None, weight_init=None, add_layer_norm=False, use_dropout=False,
                              dropout_structure=None)
+
+
+def test_kohya_folders_repeat_their_images(tmp_path):
+    (tmp_path / "3_red").mkdir()
+    (tmp_path / "notes").mkdir()  # not N_name: ignored
+    Image.new("RGB", (64, 64), (255, 0, 0)).save(tmp_path / "3_red" / "a.png")
+    Image.new("RGB", (64, 64), (0, 0, 255)).save(tmp_path / "b.png")
+    Image.new("RGB", (64, 64), (0, 255, 0)).save(tmp_path / "notes" / "c.png")
+    data = dataset.load_dataset(tmp_path, 64, 64, kohya=True, repeats=2)
+    assert sorted(e.path.name for e in data.entries) == ["a.png", "b.png"] and len(data) == 8
+    names = [e.path.name for batch in data.batches(random.Random(0)) for e in batch]
+    assert names.count("a.png") == 6 and names.count("b.png") == 2
+    from modules.training.lora_trainer import dataset_dirs
+
+    assert dataset_dirs(tmp_path, 2) == {tmp_path.name: {"n_repeats": 2, "img_count": 1},
+                                         "3_red": {"n_repeats": 6, "img_count": 1}}
+    assert [e.path.name for e in dataset.load_dataset(tmp_path, 64, 64).entries] == ["b.png"]
