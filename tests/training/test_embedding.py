@@ -39,9 +39,22 @@ def test_create_embedding_from_init_text(runtime):
         embedding.create_embedding(runtime, CreateEmbeddingParams(name="../evil"))
 
 
+def _image(runtime, prompt: str):
+    import numpy as np
+
+    from modules import txt2img
+    from modules.params import Txt2ImgParams
+
+    params = Txt2ImgParams(prompt=prompt, width=64, height=64, steps=2, seed=11, do_not_save_samples=True,
+                           do_not_save_grid=True)
+    processed = runtime.jobs.run("test", lambda state: txt2img.run(runtime, params, state))
+    return np.asarray(processed.images[0])
+
+
 def test_training_lowers_loss_keeps_weights_and_saves_a1111_format(runtime, toy_dataset):
     embedding.create_embedding(runtime, CreateEmbeddingParams(name="toyemb", num_vectors_per_token=2))
     model = runtime.models.current
+    image_before = _image(runtime, "a photo of toyemb")
     before = snapshot(model)
     start = torch.load(runtime.paths.embeddings_dir / "toyemb.pt", weights_only=True)["string_to_param"]["*"]
     loss_before = fixed_loss(runtime, toy_dataset, "a photo of toyemb", {"toyemb": start})
@@ -63,6 +76,7 @@ def test_training_lowers_loss_keeps_weights_and_saves_a1111_format(runtime, toy_
     cond = runtime.conditioner_for(model)
     assert not torch.equal(cond.get_learned_conditioning(["a photo of toyemb"]),
                            cond.get_learned_conditioning(["a photo of toy"]))
+    assert (_image(runtime, "a photo of toyemb") != image_before).any()  # same seed, the trained vectors
 
 
 def test_preview_images_carry_infotext_and_the_embedding(runtime, toy_dataset):
