@@ -191,6 +191,16 @@ def build_options_table() -> dict[str, OptionInfo]:
         "save_init_img": _o(False, "Save init images when using img2img"),
         "upscaler_for_img2img": _o(None, "Upscaler for img2img", "dropdown"),
     }))
+    t.update(options_section(("training", "Training"), {
+        "save_training_settings_to_txt": _o(True, "Save textual inversion and hypernet settings to a text file "
+                                                  "whenever training starts."),
+        "dataset_filename_word_regex": _o("", "Filename word regex"),
+        "dataset_filename_join_string": _o(" ", "Filename join string"),
+        "training_image_repeats_per_epoch": _o(1, "Number of repeats for a single input image per epoch; used "
+                                                  "only for displaying epoch number", "number"),
+        "training_write_csv_every": _o(500, "Save a csv containing the loss to log directory every N steps, "
+                                            "0 to disable", "number"),
+    }))
     t.update(options_section(("system", "System"), {
         "auto_launch_browser": _o("Local", "Automatically open webui in browser on startup", "radio",
                                   choices=("Disable", "Local", "Remote")),

@@ -17,6 +17,7 @@ from modules.ui_merger import create_merger_tab
 from modules.ui_png_info import PngInfoTab, create_png_info_tab
 from modules.ui_quicksettings import create_quicksettings
 from modules.ui_settings import create_settings_tab
+from modules.ui_train import create_train_tab
 from modules.ui_txt2img import create_txt2img_tab, paste_values
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ def create_ui(runtime: Runtime) -> gr.Blocks:
 
             create_png_info_tab(runtime, send_buttons)
             create_merger_tab(runtime)
+            create_train_tab(runtime, t2i)
             create_extension_tabs(extension_tabs)
             create_settings_tab(runtime)
             create_extensions_tab(runtime)

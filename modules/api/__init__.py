@@ -19,6 +19,7 @@ def mount(app: Any, runtime: Any, *, max_body: int | None = None) -> None:
     from modules.api.auth import BasicAuthMiddleware, parse_credentials
     from modules.api.routes import MAX_BODY_BYTES, create_router
     from modules.api.routes_merger import create_merger_router
+    from modules.api.routes_train import create_router as create_train_router
 
     opts = runtime.cmd_opts
     app.state.runtime = runtime
@@ -30,6 +31,7 @@ def mount(app: Any, runtime: Any, *, max_body: int | None = None) -> None:
     }
     app.include_router(create_router(), prefix=API_PREFIX, tags=["sdapi"])
     app.include_router(create_merger_router(), prefix=API_PREFIX, tags=["sdapi"])
+    app.include_router(create_train_router(), prefix=API_PREFIX, tags=["sdapi"])
     creds = parse_credentials(getattr(opts, "api_auth", None))
     if creds:
         app.add_middleware(BasicAuthMiddleware, creds=creds)
