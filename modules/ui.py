@@ -12,6 +12,7 @@ import gradio as gr
 from modules.paths import SCRIPT_PATH
 from modules.runtime import Runtime
 from modules.ui_extensions import create_extension_tabs, create_extensions_tab
+from modules.ui_extras import create_extras_tab
 from modules.ui_png_info import PngInfoTab, create_png_info_tab
 from modules.ui_quicksettings import create_quicksettings
 from modules.ui_settings import create_settings_tab
@@ -100,6 +101,7 @@ def create_ui(runtime: Runtime) -> gr.Blocks:
                                                             api_visibility="private")
 
             create_png_info_tab(runtime, send_buttons)
+            create_extras_tab(runtime)
             create_extension_tabs(extension_tabs)
             create_settings_tab(runtime)
             create_extensions_tab(runtime)
