@@ -29,7 +29,9 @@ class ScriptPostprocessingUpscale(ScriptPostprocessing):
     def _plan(self, image: Image.Image, upscale_mode: int, upscale_by: float, max_side_length: int,
               upscale_to_width: int | None, upscale_to_height: int | None, upscale_crop: bool,
               info: dict[str, Any] | None) -> tuple[float, int, int, bool, bool]:
-        """(scale, width, height, crop, scale_to) for one image, writing A1111's infotext items."""
+        """(scale, width, height, crop, exact) for one image, writing A1111's infotext items. "Scale to" scales
+        by the larger of the two ratios (the result covers WxH) and crops only with "Crop to fit"; a max side
+        length gives an aspect-keeping size that is reached exactly."""
         if int(upscale_mode) == 1:
             w, h = int(upscale_to_width or 512), int(upscale_to_height or 512)
             if w < 1 or h < 1:
@@ -37,7 +39,7 @@ class ScriptPostprocessingUpscale(ScriptPostprocessing):
             scale = max(w / image.width, h / image.height)
             if info is not None:
                 info["Postprocess upscale to"] = f"{w}x{h}"
-            return scale, w, h, bool(upscale_crop), True
+            return scale, w, h, bool(upscale_crop), False
         scale = float(upscale_by)
         if not scale > 0:
             raise ValidationError("upscaling_resize", f"the scale {scale} is not positive")
@@ -53,9 +55,8 @@ class ScriptPostprocessingUpscale(ScriptPostprocessing):
     def upscale(self, pp: PostprocessedImage, image: Image.Image, name: str, plan: tuple) -> Image.Image:
         from modules.upscaler import upscale_image
 
-        scale, w, h, crop, scale_to = plan
-        size = (w, h) if scale_to and not crop else None
-        out = upscale_image(pp.runtime, name, image, size if size else scale, pp.state, field="upscaler_1")
+        scale, w, h, crop, exact = plan
+        out = upscale_image(pp.runtime, name, image, (w, h) if exact else scale, pp.state, field="upscaler_1")
         if crop and out.size != (w, h):
             # A1111 centres the (covering) upscale on a WxH canvas: the same as a centre crop.
             left, top = (out.width - w) // 2, (out.height - h) // 2
