@@ -114,11 +114,13 @@ def create_extras_router() -> APIRouter:
 
         return {"html_info": result.html_info, "images": await run_in_threadpool(encode_all)}
 
-    @router.get("/upscalers", response_model=list[UpscalerItem])
+    # routes.py still has placeholder /upscalers and /face-restorers; this router is included first, so these
+    # answer. Their own operation ids keep the OpenAPI spec free of duplicate-id warnings until those go.
+    @router.get("/upscalers", response_model=list[UpscalerItem], operation_id="get_upscalers")
     def upscalers(request: Request) -> Any:
         return upscaler_items(request.app.state.runtime)
 
-    @router.get("/face-restorers", response_model=list[FaceRestorerItem])
+    @router.get("/face-restorers", response_model=list[FaceRestorerItem], operation_id="get_face_restorers")
     def face_restorers(request: Request) -> Any:
         return face_restorer_items(request.app.state.runtime)
 
