@@ -109,6 +109,7 @@ class Upscaler:
 
     def __init__(self, create_dirs: bool = False) -> None:
         ctx = context()
+        self.ctx = ctx  # the runtime this upscaler was built for (several runtimes may live in one process)
         self.mod_pad_h = None
         self.tile_size = int(ctx.get_opt("ESRGAN_tile", 192))
         self.tile_pad = int(ctx.get_opt("ESRGAN_tile_overlap", 8))

@@ -257,7 +257,7 @@ def load_descriptor(path: str, ctx: upscaler.UpscalerContext) -> Any:
 
     p = Path(path)
     st = p.stat() if p.exists() else None
-    key = f"{p.resolve()}:{st.st_size if st else 0}:{st.st_mtime_ns if st else 0}"
+    key = f"{p.resolve()}:{st.st_size if st else 0}:{st.st_mtime_ns if st else 0}:{ctx.device}:{ctx.dtype}"
     with _loaded_lock:
         if key in _loaded:
             return _loaded[key]
@@ -300,12 +300,12 @@ class SpandrelUpscaler(upscaler.Upscaler):
             self.scalers.append(data)
 
     def load_model(self, path: str) -> Any:
-        return load_descriptor(path, upscaler.context())
+        return load_descriptor(path, self.ctx)
 
     def do_upscale(self, img: Image.Image, selected_model: str | None) -> Image.Image:
         if not selected_model:
             raise WebUIError(f"{self.name}: no model file selected")
-        ctx = upscaler.context()
+        ctx = self.ctx
         descriptor = self.load_model(selected_model)
         tile = int(ctx.get_opt(self.spec.tile_key, self.tile_size))
         overlap = int(ctx.get_opt(self.spec.overlap_key, self.tile_pad))

@@ -216,3 +216,18 @@ def test_modelloader_never_downloads(tmp_path: Path):
     assert modelloader.friendly_name("/a/b/4x-UltraSharp.pth") == "4x-UltraSharp"
     assert modelloader.load_models(tmp_path / "GFPGAN", ext_filter=[".pth"]) == [
         str(tmp_path / "GFPGAN" / "GFPGANv1.4.pth")]
+
+
+def test_bf16_where_the_runtime_asks_for_it(make_runtime, models: Path):
+    from modules.upscaler import registry_for, upscale_image
+    from modules.upscaler_models import load_descriptor
+
+    path = uf.write_esrgan_old(models / "ESRGAN", "half", 2, seed=8)
+    rt = make_runtime()  # CPU default: the "Model precision on CPU" setting is bfloat16
+    assert rt.policy.dtype == torch.bfloat16
+    image = picture()
+    ours = np.asarray(upscale_image(rt, "half", image, 2.0), dtype=np.int16)
+    data = registry_for(rt).find("half")
+    assert next(load_descriptor(data.data_path, data.scaler.ctx).model.parameters()).dtype == torch.bfloat16
+    diff = np.abs(ours - spandrel_output(path, image).astype(np.int16))
+    assert diff.mean() < 3.0, diff.mean()
