@@ -122,7 +122,7 @@ def create_extras_tab(runtime: Runtime) -> dict[str, Any]:
     with gr.Tab("Extras", id="extras", elem_id="tab_extras"), gr.Row(equal_height=False, elem_id="extras_2img_row"):
         with gr.Column(variant="compact"):
             c["mode"] = gr.State("extras_single_tab")
-            with gr.Tabs(elem_id="mode_extras"):
+            with gr.Tabs(elem_id="mode_extras") as c["mode_tabs"]:
                 with gr.Tab("Single Image", id="single_image", elem_id="extras_single_tab") as tab_single:
                     c["image"] = gr.Image(label="Source", type="filepath", image_mode=None, elem_id="extras_image",
                                           sources=["upload", "clipboard"], height=360)
@@ -243,3 +243,11 @@ def create_extras_tab(runtime: Runtime) -> dict[str, Any]:
     c["swap"].click(lambda w, h: (h, w), inputs=[c["upscaling_resize_w"], c["upscaling_resize_h"]],
                     outputs=[c["upscaling_resize_w"], c["upscaling_resize_h"]], api_visibility="private")
     return c
+
+
+def wire_send_to_extras(buttons: list[tuple[Any, Any]], extras: dict[str, Any], tabs: Any) -> None:
+    """A1111's "Send to extras": the image (file, metadata intact) goes to the Single Image tab."""
+    for button, image in buttons:
+        button.click(lambda value: value, inputs=[image], outputs=[extras["image"]], api_visibility="private").then(
+            lambda: (gr.Tabs(selected="extras"), gr.Tabs(selected="single_image"), "extras_single_tab"),
+            outputs=[tabs, extras["mode_tabs"], extras["mode"]], api_visibility="private")
