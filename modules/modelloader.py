@@ -121,6 +121,11 @@ def load_state_dict(path: Path | str) -> dict[str, Any]:
         try:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
+            with open(path, "rb") as f:
+                head = f.read(2)
+            if head[:2] != b"PK" and head[:1] != b"\x80":  # neither a torch zip nor a pickle: junk, not an attack
+                raise ModelLoadError(path, "corrupt or truncated file (not a PyTorch model file; an HTML error "
+                                           "page or an incomplete download?)") from None
             found = re.search(r"GLOBAL ([\w.]+)", str(e))
             what = found.group(1) if found else "a non-tensor object"
             raise UnsafeFileError(path, f"refused: the pickle asks to load {what}, which is not allowed in a "

@@ -137,6 +137,7 @@ def test_bad_files_are_listed_with_the_reason_and_refused(make_runtime, models: 
     good = uf.write_esrgan_old(folder, "good", 2)
     (folder / "truncated.pth").write_bytes(good.read_bytes()[:5000])
     (folder / "empty.safetensors").write_bytes(b"")
+    (folder / "junk.pth").write_bytes(b"<html>404 Not Found</html>")
     with open(folder / "evil.pth", "wb") as f:
         pickle.dump({"x": _RunsCode()}, f, protocol=2)
     torch.save({"foo.weight": torch.zeros(3, 3)}, folder / "unknown-arch.pth")
@@ -146,7 +147,8 @@ def test_bad_files_are_listed_with_the_reason_and_refused(make_runtime, models: 
     rt = make(make_runtime)
     reg = registry_for(rt)
     reasons = {d.name: d.error for d in reg.problems()}
-    assert set(reasons) == {"truncated", "empty", "evil", "unknown-arch"}
+    assert set(reasons) == {"truncated", "empty", "junk", "evil", "unknown-arch"}
+    assert "corrupt or truncated" in reasons["junk"]
     assert "corrupt or truncated" in reasons["truncated"]
     assert "empty" in reasons["empty"]
     assert "refused" in reasons["evil"] and "system" in reasons["evil"]
