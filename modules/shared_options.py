@@ -15,6 +15,14 @@ RESTRICTED_OPTS = {
 SAMPLES_FORMATS = ("png", "jpg", "jpeg", "webp", "avif")
 
 
+def _face_restorer_names() -> list[str]:
+    """Ours and those extensions appended to `face_restoration.face_restorers` (read when the setting is used)."""
+    from modules import face_restoration
+
+    names = [r.name() for r in face_restoration.face_restorers]
+    return names or ["CodeFormer", "GFPGAN"]
+
+
 def _o(default, label, component=None, **kw) -> OptionInfo:
     return OptionInfo(default=default, label=label, component=component, **kw)
 
@@ -200,7 +208,7 @@ def build_options_table() -> dict[str, OptionInfo]:
     t.update(options_section(("face-restoration", "Face restoration"), {
         "face_restoration": _o(False, "Restore faces", infotext="Face restoration"),
         "face_restoration_model": _o("CodeFormer", "Face restoration model", "radio",
-                                     choices=("CodeFormer", "GFPGAN")),
+                                     choices=_face_restorer_names),
         "code_former_weight": _o(0.5, "CodeFormer weight (0 = maximum effect; 1 = minimum effect)", "slider",
                                  component_args={"minimum": 0.0, "maximum": 1.0, "step": 0.01}),
         "face_restoration_unload": _o(False, "Move face restoration model from VRAM into RAM after processing"),

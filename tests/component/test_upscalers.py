@@ -233,3 +233,36 @@ def test_bf16_where_the_runtime_asks_for_it(make_runtime, models: Path):
     assert next(load_descriptor(data.data_path, data.scaler.ctx).model.parameters()).dtype == torch.bfloat16
     diff = np.abs(ours - spandrel_output(path, image).astype(np.int16))
     assert diff.mean() < 3.0, diff.mean()
+
+
+def test_the_hooks_hires_fix_and_txt2img_will_call(make_runtime, models: Path):
+    """What the lead wires into hires.py (upscaler by name, exact size) and processing (restore faces)."""
+    from modules import face_restoration
+    from modules.hires import LATENT_UPSCALE_MODES
+    from modules.upscaler import hires_upscaler_names, upscale_image
+
+    uf.write_esrgan_new(models / "RealESRGAN", "RealESRGAN_x4plus", 4)
+    rt = make(make_runtime)
+    names = hires_upscaler_names(rt, list(LATENT_UPSCALE_MODES))
+    assert names[: len(LATENT_UPSCALE_MODES)] == list(LATENT_UPSCALE_MODES)
+    assert names[len(LATENT_UPSCALE_MODES):][:4] == ["None", "Lanczos", "Nearest", "R-ESRGAN 4x+"]
+    assert upscale_image(rt, "R-ESRGAN 4x+", picture(32, 24), (64, 48), JobState()).size == (64, 48)
+
+    class Inverter(face_restoration.FaceRestoration):
+        def name(self):
+            return "Inverter"
+
+        def restore(self, np_image):
+            return 255 - np_image
+
+    assert face_restoration.restorer_names(rt) == ["CodeFormer", "GFPGAN"]
+    face_restoration.face_restorers.append(Inverter())
+    try:
+        rt.opts.set("face_restoration_model", "Inverter")
+        image = picture()
+        out = face_restoration.restore_image(rt, image)
+        assert np.array_equal(np.asarray(out), 255 - np.asarray(image))
+        assert np.array_equal(face_restoration.restore_faces(np.asarray(image)), 255 - np.asarray(image))
+    finally:
+        face_restoration.face_restorers[:] = [r for r in face_restoration.face_restorers
+                                              if not isinstance(r, Inverter)]
