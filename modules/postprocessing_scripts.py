@@ -4,7 +4,10 @@ controls are built by ui_extras.py; here is only what they do."""
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections import OrderedDict
+from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageOps
@@ -20,6 +23,21 @@ def limit_size_by_one_dimension(w: float, h: float, limit: int) -> tuple[int, in
     elif w > limit:
         w, h = limit, limit * h / w
     return int(round(w)), int(round(h))
+
+
+_upscale_cache: OrderedDict[tuple, Image.Image] = OrderedDict()
+"""A1111's upscale cache (`upscaling_max_images_in_cache`): changing only the face settings reuses the upscale."""
+
+
+def _cache_key(runtime: Any, image: Image.Image, name: str, plan: tuple) -> tuple:
+    """Pixels, upscaler and plan; for a model file also its path and mtime, so a replaced file is not stale."""
+    from modules.upscaler import registry_for
+
+    data = registry_for(runtime).find(name) if runtime is not None else None
+    path = getattr(data, "data_path", None)
+    mtime = Path(path).stat().st_mtime_ns if path and Path(path).exists() else None
+    digest = hashlib.sha256(image.tobytes()).hexdigest()
+    return (id(runtime), digest, image.size, image.mode, name, path, mtime, plan)
 
 
 class ScriptPostprocessingUpscale(ScriptPostprocessing):
@@ -56,13 +74,24 @@ class ScriptPostprocessingUpscale(ScriptPostprocessing):
         from modules.upscaler import upscale_image
 
         scale, w, h, crop, exact = plan
-        out = upscale_image(pp.runtime, name, image, (w, h) if exact else scale, pp.state, field="upscaler_1")
+        key = _cache_key(pp.runtime, image, name, plan)
+        out = _upscale_cache.pop(key, None)
+        if out is None:
+            out = upscale_image(pp.runtime, name, image, (w, h) if exact else scale, pp.state, field="upscaler_1")
+        limit = int(pp.runtime.opts.get("upscaling_max_images_in_cache", 5)) if pp.runtime is not None else 0
+        if limit > 0:
+            _upscale_cache[key] = out
+            while len(_upscale_cache) > limit:
+                _upscale_cache.popitem(last=False)
         if crop and out.size != (w, h):
             # A1111 centres the (covering) upscale on a WxH canvas: the same as a centre crop.
             left, top = (out.width - w) // 2, (out.height - h) // 2
             out = out.crop((left, top, left + w, top + h))
             pp.info["Postprocess crop to"] = f"{w}x{h}"
         return out
+
+    def image_changed(self) -> None:
+        _upscale_cache.clear()
 
     def process_firstpass(self, pp: PostprocessedImage, **args: Any) -> None:
         if args.get("upscale_enabled", True) is False:

@@ -176,3 +176,23 @@ def test_existing_png_chunks_survive(rt):
     res = run(rt, ExtrasOptions(upscaler_1="Nearest"), [(loaded, None)])
     with Image.open(res.saved[0]) as im:
         assert im.text["parameters"] == "p"
+
+
+def test_upscale_cache_reuses_the_result_for_the_same_picture(rt):
+    from modules.extras import run_extras
+
+    rt.opts.set("ESRGAN_tile", 16)
+    rt.opts.set("ESRGAN_tile_overlap", 0)
+    job = ExtrasJob(options=ExtrasOptions(upscaler_1="4x-Tiny", upscaling_resize=2), images=[(picture(), None)],
+                    save_output=False)
+    first, second, other = JobState(), JobState(), JobState()
+    a = run_extras(rt, job, first).images[0]
+    b = run_extras(rt, job, second).images[0]
+    assert first.sampling_steps == 4 and second.sampling_steps == 0  # no tile ran the second time
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+    rt.opts.set("upscaling_max_images_in_cache", 0)
+    job2 = ExtrasJob(options=ExtrasOptions(upscaler_1="4x-Tiny", upscaling_resize=2), images=[(picture(seed=5), None)],
+                     save_output=False)
+    run_extras(rt, job2, JobState())
+    run_extras(rt, job2, other)
+    assert other.sampling_steps == 4  # with the cache off, it runs again
