@@ -142,12 +142,12 @@ def run_extras(runtime: Any, job: ExtrasJob, state: Any = None, runner: ScriptPo
     result = ExtrasResult()
     if state is not None:
         state.job_count = len(sources)
-    for index, (source, name) in enumerate(sources):
+    for source, name in sources:
         if state is not None:
             if state.interrupted:
                 result.interrupted = True
                 break
-            state.job_no, state.textinfo = index, name or ""
+            state.textinfo = name or ""
         try:
             image = _open(source) if isinstance(source, Path) else source
         except WebUIError as e:
@@ -162,6 +162,7 @@ def run_extras(runtime: Any, job: ExtrasJob, state: Any = None, runner: ScriptPo
             result.interrupted = True
             break
         if state is not None and state.skipped:
+            state.nextjob()  # Skip drops this image only; the flag is cleared for the next one
             continue
         used: dict[str, int] = {}
         for out in [pp, *pp.extra_images]:
@@ -186,6 +187,6 @@ def run_extras(runtime: Any, job: ExtrasJob, state: Any = None, runner: ScriptPo
             if job.extras_mode != EXTRAS_DIRECTORY or job.options.show_extras_results:
                 result.images.append(out.image)
             result.infotext = infotext
-    if state is not None:
-        state.job_no = len(sources)
+        if state is not None:
+            state.nextjob()
     return result

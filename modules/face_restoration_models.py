@@ -154,7 +154,9 @@ class FaceRestorerSpandrel(FaceRestoration):
             if self.device is not None:
                 net.to(self.device)
             helper = self.helper()
-            weight = 0.5 if w is None else float(w)
+            from modules.face_restoration import _settings
+
+            weight = float(_settings["get_opt"]("code_former_weight", 0.5)) if w is None else float(w)
             return restore_with_helper(helper, np_image, lambda crop: restore_crop(net, crop, self.spec.name,
                                                                                     weight))
 

@@ -12,7 +12,14 @@ from starlette.concurrency import run_in_threadpool
 from modules.api import images
 from modules.api.routes import ApiRoute, _wait
 from modules.api.service import PendingJob
-from modules.params_extras import EXTRAS_BATCH, EXTRAS_SINGLE, ExtrasBatchParams, ExtrasJob, ExtrasParams
+from modules.params_extras import (
+    EXTRAS_BATCH,
+    EXTRAS_SINGLE,
+    ExtrasBatchParams,
+    ExtrasJob,
+    ExtrasOptions,
+    ExtrasParams,
+)
 
 
 class ExtrasSingleImageResponse(BaseModel):
@@ -89,9 +96,8 @@ def create_extras_router() -> APIRouter:
     async def extra_single_image(request: Request, body: ExtrasParams) -> Any:
         runtime = request.app.state.runtime
         image = await run_in_threadpool(images.decode_base64_to_image, body.image, "image")
-        options = ExtrasParams.model_validate(body.model_dump()).model_dump(exclude={"image"})
-        job = ExtrasJob(options=ExtrasBatchParams(**options), extras_mode=EXTRAS_SINGLE, images=[(image, None)],
-                        save_output=False)
+        options = ExtrasOptions(**body.model_dump(exclude={"image"}))
+        job = ExtrasJob(options=options, extras_mode=EXTRAS_SINGLE, images=[(image, None)], save_output=False)
         result = await _wait(request, _submit(request, job))
         encoded = await run_in_threadpool(_encode, result.images[0], runtime.opts, result.infotext) \
             if result.images else None
