@@ -73,6 +73,9 @@ def prepare_environment(argv: list[str]) -> None:
     if missing:
         print(f"Installing requirements: {', '.join(missing)}", flush=True)
         run([python, "-m", "pip", "install", "-r", str(reqs)], errdesc="Couldn't install requirements")
+    nodeps = ROOT / "requirements-nodeps.txt"  # packages whose declared dependencies are wrong (see the file)
+    if nodeps.is_file() and missing_requirements(nodeps):
+        run([python, "-m", "pip", "install", "--no-deps", "-r", str(nodeps)], errdesc="Couldn't install requirements")
 
 
 def run_extensions_installers(argv: list[str]) -> None:

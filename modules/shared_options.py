@@ -15,6 +15,14 @@ RESTRICTED_OPTS = {
 SAMPLES_FORMATS = ("png", "jpg", "jpeg", "webp", "avif")
 
 
+def _face_restorer_names() -> list[str]:
+    """Ours and those extensions appended to `face_restoration.face_restorers` (read when the setting is used)."""
+    from modules import face_restoration
+
+    names = [r.name() for r in face_restoration.face_restorers]
+    return names or ["CodeFormer", "GFPGAN"]
+
+
 def _o(default, label, component=None, **kw) -> OptionInfo:
     return OptionInfo(default=default, label=label, component=component, **kw)
 
@@ -189,7 +197,6 @@ def build_options_table() -> dict[str, OptionInfo]:
         "return_mask": _o(False, "For inpainting, include the greyscale mask in results for web"),
         "return_mask_composite": _o(False, "For inpainting, include masked composite in results for web"),
         "save_init_img": _o(False, "Save init images when using img2img"),
-        "upscaler_for_img2img": _o(None, "Upscaler for img2img", "dropdown"),
     }))
     t.update(options_section(("training", "Training"), {
         "save_training_settings_to_txt": _o(True, "Save textual inversion and hypernet settings to a text file "
@@ -200,6 +207,50 @@ def build_options_table() -> dict[str, OptionInfo]:
                                                   "only for displaying epoch number", "number"),
         "training_write_csv_every": _o(500, "Save a csv containing the loss to log directory every N steps, "
                                             "0 to disable", "number"),
+    }))
+    t.update(options_section(("saving-images", "Saving images/grids"), {
+        "use_original_name_batch": _o(True, "Use original name for output filename during batch process in extras tab"),
+        "save_images_before_face_restoration": _o(False, "Save a copy of image before doing face restoration."),
+    }))
+    t.update(options_section(("upscaling", "Upscaling"), {
+        "ESRGAN_tile": _o(192, "Tile size for ESRGAN upscalers.", "slider",
+                          component_args={"minimum": 0, "maximum": 512, "step": 16}),
+        "ESRGAN_tile_overlap": _o(8, "Tile overlap for ESRGAN upscalers.", "slider",
+                                  component_args={"minimum": 0, "maximum": 48, "step": 1}),
+        "DAT_tile": _o(192, "Tile size for DAT upscalers.", "slider",
+                       component_args={"minimum": 0, "maximum": 512, "step": 16}),
+        "DAT_tile_overlap": _o(8, "Tile overlap for DAT upscalers.", "slider",
+                               component_args={"minimum": 0, "maximum": 48, "step": 1}),
+        "SWIN_tile": _o(192, "Tile size for all SwinIR.", "slider",
+                        component_args={"minimum": 16, "maximum": 512, "step": 16}),
+        "SWIN_tile_overlap": _o(8, "Tile overlap for SwinIR.", "slider",
+                                component_args={"minimum": 0, "maximum": 48, "step": 1}),
+        "SCUNET_tile": _o(256, "Tile size for SCUNET upscalers.", "slider",
+                          component_args={"minimum": 0, "maximum": 512, "step": 16}),
+        "SCUNET_tile_overlap": _o(8, "Tile overlap for SCUNET upscalers.", "slider",
+                                  component_args={"minimum": 0, "maximum": 64, "step": 1}),
+        "upscaler_for_img2img": _o("None", "Upscaler for img2img", "dropdown"),
+        "set_scale_by_when_changing_upscaler": _o(False, "Automatically set the Scale by factor based on the "
+                                                         "name of the selected Upscaler."),
+        "enable_upscale_progressbar": _o(True, "Show a progress bar in the console for tiled upscaling."),
+    }))
+    t.update(options_section(("face-restoration", "Face restoration"), {
+        "face_restoration": _o(False, "Restore faces", infotext="Face restoration"),
+        "face_restoration_model": _o("CodeFormer", "Face restoration model", "radio",
+                                     choices=_face_restorer_names),
+        "code_former_weight": _o(0.5, "CodeFormer weight (0 = maximum effect; 1 = minimum effect)", "slider",
+                                 component_args={"minimum": 0.0, "maximum": 1.0, "step": 0.01}),
+        "face_restoration_unload": _o(False, "Move face restoration model from VRAM into RAM after processing"),
+    }))
+    t.update(options_section(("postprocessing", "Postprocessing"), {
+        "postprocessing_enable_in_main_ui": _o([], "Enable postprocessing operations in txt2img and img2img tabs",
+                                               "dropdown"),
+        "postprocessing_disable_in_extras": _o([], "Disable postprocessing operations in extras tab", "dropdown"),
+        "postprocessing_operation_order": _o([], "Postprocessing operation order", "dropdown"),
+        "upscaling_max_images_in_cache": _o(5, "Maximum number of images in upscaling cache", "slider",
+                                            component_args={"minimum": 0, "maximum": 10, "step": 1}),
+        "postprocessing_existing_caption_action": _o("Ignore", "Action for existing captions", "radio",
+                                                     choices=("Ignore", "Keep", "Prepend", "Append")),
     }))
     t.update(options_section(("system", "System"), {
         "auto_launch_browser": _o("Local", "Automatically open webui in browser on startup", "radio",

@@ -14,6 +14,7 @@ from modules.runtime import Runtime
 from modules.ui_extensions import create_extension_tabs, create_extensions_tab
 from modules.ui_img2img import create_img2img_tab
 from modules.ui_merger import create_merger_tab
+from modules.ui_extras import create_extras_tab, wire_send_to_extras
 from modules.ui_png_info import PngInfoTab, create_png_info_tab
 from modules.ui_quicksettings import create_quicksettings
 from modules.ui_settings import create_settings_tab
@@ -95,6 +96,7 @@ def create_ui(runtime: Runtime) -> gr.Blocks:
         with gr.Tabs(elem_id="tabs") as tabs:
             t2i = create_txt2img_tab(runtime)
             create_img2img_tab(runtime)
+            to_extras: list = []
 
             def send_buttons(tab: PngInfoTab) -> None:
                 # A1111's "Send to txt2img": fill every field from the image's infotext and switch tabs.
@@ -102,10 +104,12 @@ def create_ui(runtime: Runtime) -> gr.Blocks:
                 button.click(paste_values, inputs=[tab.generation_info], outputs=t2i["paste_outputs"],
                              api_visibility="private").then(lambda: gr.Tabs(selected="txt2img"), outputs=[tabs],
                                                             api_visibility="private")
+                to_extras.append((gr.Button("Send to extras", elem_id="extras_tab"), tab.image))
 
             create_png_info_tab(runtime, send_buttons)
             create_merger_tab(runtime)
             create_train_tab(runtime, t2i)
+            wire_send_to_extras(to_extras, create_extras_tab(runtime), tabs)
             create_extension_tabs(extension_tabs)
             create_settings_tab(runtime)
             create_extensions_tab(runtime)

@@ -14,7 +14,7 @@ py="$venv_dir/bin/python"
 if ! "$py" - <<'PY' >/dev/null 2>&1
 import importlib.metadata as m, re, sys
 bad = []
-for f in ("requirements.txt", "requirements-test.txt", "requirements-test-nodeps.txt"):
+for f in ("requirements.txt", "requirements-nodeps.txt", "requirements-test.txt", "requirements-test-nodeps.txt"):
     for line in open(f):
         g = re.match(r"^\s*([A-Za-z0-9_.\-]+)==([^\s;#]+)", line)
         if g:
@@ -27,7 +27,7 @@ sys.exit(1 if bad else 0)
 PY
 then
     "$py" -m pip install --quiet -r requirements-test.txt
-    "$py" -m pip install --quiet --no-deps -r requirements-test-nodeps.txt
+    "$py" -m pip install --quiet --no-deps -r requirements-nodeps.txt -r requirements-test-nodeps.txt
 fi
 if ! command -v chromium >/dev/null 2>&1 && [[ -z "${SKIP_BROWSER_INSTALL:-}" ]]; then
     if command -v apt-get >/dev/null 2>&1 && [[ $(id -u) -eq 0 ]]; then

@@ -29,6 +29,9 @@ def mount(app: Any, runtime: Any, *, max_body: int | None = None) -> None:
         "cors_origins": [o for o in (getattr(opts, "cors_allow_origins", None) or "").split(",") if o],
         "cors_regex": getattr(opts, "cors_allow_origins_regex", None),
     }
+    from modules.api.routes_extras import create_extras_router
+
+    app.include_router(create_extras_router(), prefix=API_PREFIX, tags=["sdapi"])  # before: its /upscalers wins
     app.include_router(create_router(), prefix=API_PREFIX, tags=["sdapi"])
     app.include_router(create_merger_router(), prefix=API_PREFIX, tags=["sdapi"])
     app.include_router(create_train_router(), prefix=API_PREFIX, tags=["sdapi"])

@@ -638,7 +638,7 @@ def test_static_listings_and_flags(client) -> None:
     assert client.get(f"{API}/upscalers").json()[0]["name"] == "None"
     modes = [m["name"] for m in client.get(f"{API}/latent-upscale-modes").json()]
     assert modes == list(getattr(service._hires(), "LATENT_UPSCALE_MODES", []))
-    assert client.get(f"{API}/face-restorers").json() == []
+    assert [f["name"] for f in client.get(f"{API}/face-restorers").json()] == ["CodeFormer", "GFPGAN"]
     assert client.get(f"{API}/extensions").json() == []
     mem = client.get(f"{API}/memory").json()
     assert mem["ram"]["total"] > 0 and "cuda" in mem
