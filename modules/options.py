@@ -70,6 +70,36 @@ class OptionInfo:
         return self
 
 
+class OptionHTML(OptionInfo):
+    """A1111's text-only settings row (shown as HTML, never saved)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(str(text).strip(), label="", component="html", do_not_save=True)
+
+
+@dataclass
+class OptionsCategory:
+    id: str
+    label: str
+
+
+class OptionsCategories:
+    """A1111's `options.categories`: Settings groups that sections can name with `category_id`."""
+
+    def __init__(self) -> None:
+        self.mapping: dict[str, OptionsCategory] = {}
+
+    def register_category(self, category_id: str, label: str) -> str:
+        self.mapping.setdefault(category_id, OptionsCategory(category_id, label))
+        return category_id
+
+
+categories = OptionsCategories()
+for _cid, _label in (("saving", "Saving images"), ("sd", "Stable Diffusion"), ("ui", "User Interface"),
+                     ("system", "System"), ("postprocessing", "Postprocessing"), ("training", "Training")):
+    categories.register_category(_cid, _label)
+
+
 def options_section(section: tuple[str, str], options: dict[str, OptionInfo]) -> dict[str, OptionInfo]:
     """Tag every option of a dict with its Settings section (A1111's helper of the same name)."""
     for info in options.values():
