@@ -175,6 +175,7 @@ def create_runner(classes: list[scripts.ScriptClassData], is_img2img: bool = Fal
                 extensions_by_name[ext].record_script(Path(data.path).name,
                                                       f"{data.script_class.__name__}: {type(e).__name__}: {e}")
             continue
+        _run_ui_in_compat_context(script)
         if visibility is scripts.AlwaysVisible:
             script.alwayson = True
         elif not visibility:
@@ -182,6 +183,19 @@ def create_runner(classes: list[scripts.ScriptClassData], is_img2img: bool = Fal
         runner.add(script)
     runner.errors = errors if errors is not None else runner.errors
     return runner
+
+
+def _run_ui_in_compat_context(script: scripts.Script) -> None:
+    """An extension's `ui()` runs inside script_callbacks.ui_code_context() (Gradio 3 spellings translated)."""
+    from modules import script_callbacks
+
+    ui = script.ui
+
+    def ui_in_context(*args: Any, **kwargs: Any) -> Any:
+        with script_callbacks.ui_code_context():
+            return ui(*args, **kwargs)
+
+    script.ui = ui_in_context  # type: ignore[method-assign]
 
 
 EXTENSION_OPTIONS = ("disabled_extensions", "disable_all_extensions")

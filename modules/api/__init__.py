@@ -27,6 +27,10 @@ def mount(app: Any, runtime: Any, *, max_body: int | None = None) -> None:
         "cors_origins": [o for o in (getattr(opts, "cors_allow_origins", None) or "").split(",") if o],
         "cors_regex": getattr(opts, "cors_allow_origins_regex", None),
     }
+    from modules.api import routes_extensions
+
+    # Included first so that its /extensions (with load status) is the one matched.
+    app.include_router(routes_extensions.create_router(), prefix=API_PREFIX, tags=["sdapi"])
     app.include_router(create_router(), prefix=API_PREFIX, tags=["sdapi"])
     creds = parse_credentials(getattr(opts, "api_auth", None))
     if creds:
