@@ -208,3 +208,16 @@ def parse_args(argv: Sequence[str], parser: argparse.ArgumentParser | None = Non
     if opts.port is None:
         opts.port = 7861 if opts.nowebui else 7860
     return apply_default_paths(opts)
+
+
+_parser: argparse.ArgumentParser | None = None
+
+
+def __getattr__(name: str) -> object:
+    """A1111's module-level `parser` (extensions read its defaults); built on first use, not at import."""
+    global _parser
+    if name == "parser":
+        if _parser is None:
+            _parser = build_parser()
+        return _parser
+    raise AttributeError(f"module 'modules.cmd_args' has no attribute {name!r}")

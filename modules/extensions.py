@@ -218,7 +218,12 @@ def list_extensions(builtin_dir: Path, user_dir: Path, opts: Any = None, cmd_opt
     return found
 
 
-def active(extensions: list[Extension]) -> list[Extension]:
+def active(extensions: list[Extension] | None = None) -> list[Extension]:
+    """Enabled extensions of a list; without one (A1111's call), those of the running app."""
+    if extensions is None:
+        from modules import shared
+
+        extensions = getattr(shared._runtime, "extensions", None) or []
     return [e for e in extensions if e.enabled]
 
 

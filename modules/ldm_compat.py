@@ -34,7 +34,8 @@ def ldm_import_error(fullname: str) -> LDMInternalsImportError:
     return LDMInternalsImportError(
         f"Extension {calling_extension()!r} imports {fullname}: LDM internals are not supported. That module "
         f"belongs to A1111's original LDM back end, which this webui (built on diffusers) does not have; the "
-        f"extension needs the original LDM back end. Its other scripts keep working.", name=fullname)
+        f"extension needs the original LDM back end. Its other scripts keep working.")
+    # No `name=`: `from modules import sd_hijack_unet` would otherwise turn it into "cannot import name".
 
 
 class _LDMFinder(importlib.abc.MetaPathFinder):

@@ -218,8 +218,30 @@ def get_checkpoint_state_dict(checkpoint_info: model_registry.CheckpointInfo, ti
     return read_state_dict(checkpoint_info.filename)
 
 
-class _LoadedView(dict):
-    """`checkpoints_loaded`: CheckpointInfo -> None for each model kept in RAM (A1111 stores state dicts)."""
+class _LoadedView:
+    """`checkpoints_loaded`: the CheckpointInfos of the models kept in RAM, in A1111's mapping shape (values are
+    None: A1111 keeps state dicts here, ours keeps whole pipelines in the model manager)."""
+
+    def __init__(self, infos: list[Any]) -> None:
+        self._infos = [i for i in infos if i is not None]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._infos)
+
+    def __len__(self) -> int:
+        return len(self._infos)
+
+    def __contains__(self, info: object) -> bool:
+        return any(getattr(info, "filename", None) == i.filename for i in self._infos)
+
+    def keys(self) -> list[Any]:
+        return list(self._infos)
+
+    def items(self) -> list[tuple[Any, None]]:
+        return [(i, None) for i in self._infos]
+
+    def get(self, info: Any, default: Any = None) -> Any:
+        return default
 
 
 def _iter_aliases() -> Iterator[tuple[str, model_registry.CheckpointInfo]]:
@@ -238,7 +260,7 @@ def __getattr__(name: str) -> Any:
         return out
     if name == "checkpoints_loaded":
         rt = _runtime()
-        return _LoadedView((rt.registry.closest(f), None) for f in rt.models.loaded_filenames())
+        return _LoadedView([rt.registry.closest(f) for f in rt.models.loaded_filenames()])
     if name == "model_path":
         return str(_runtime().paths.ckpt_dir)
     if name == "checkpoint_info":

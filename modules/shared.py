@@ -131,7 +131,8 @@ class SdModelProxy:
 
     def get_learned_conditioning(self, prompts: list[str]) -> Any:
         """Our text conditioner's output for these prompts (SD1/2: a tensor; SDXL: A1111's dict of tensors)."""
-        return _need_runtime("sd_model").conditioner_for(self._model).get_learned_conditioning(list(prompts))
+        texts = prompts if isinstance(prompts, list) else list(prompts)  # keep SdConditioning's attributes
+        return _need_runtime("sd_model").conditioner_for(self._model).get_learned_conditioning(texts)
 
     @property
     def dtype(self) -> Any:

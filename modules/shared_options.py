@@ -197,6 +197,10 @@ def a1111_extension_keys() -> dict[str, OptionInfo]:
         "grid_background_color": _o("#ffffff", "Background color for image grids", "color"),
         "save_init_img": _o(False, "Save init images when using img2img"),
     }))
+    t.update(options_section(("saving-paths", "Paths for saving"), {
+        "temp_dir": _o("", "Directory for temporary images; leave empty for default"),
+        "clean_temp_dir_at_start": _o(False, "Cleanup non-default temporary directory when starting webui"),
+    }))
     t.update(options_section(("sd", "Stable Diffusion"), {
         "sd_checkpoint_cache": _o(0, "Checkpoints to cache in RAM (obsolete; set to 0 and use the two settings "
                                      "above instead)", "slider",
