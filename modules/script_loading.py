@@ -69,6 +69,9 @@ def register_import_conventions(extensions: list[Extension], user_dir: Path | No
         sys.modules["scripts"] = pkg
     for name in [m for m in sys.modules if m.startswith("scripts.")]:
         del sys.modules[name]  # a reload (or a second runtime in tests) starts from the new set of extensions
+        if hasattr(pkg, name.split(".")[1]):
+            delattr(pkg, name.split(".")[1])
+    _own_modules.clear()
     pkg.__path__.dirs = [str(e.path / "scripts") for e in extensions if e.enabled and (e.path / "scripts").is_dir()]
     roots = [str(d) for d in (user_dir, builtin_dir) if d is not None]
     ext_pkg = sys.modules.get("extensions")
@@ -89,30 +92,86 @@ def _module_name(path: Path, basedir: Path) -> str:
     return path.stem
 
 
+_own_modules: dict[str, dict[str, ModuleType]] = {}
+"""extension scripts/ folder -> its modules imported as `scripts.<name>` (each extension sees its own first)."""
+
+
+def _owner_dir(module: ModuleType, dirs: list[str]) -> str | None:
+    file = os.path.abspath(getattr(module, "__file__", "") or "")
+    return next((d for d in dirs if file.startswith(os.path.abspath(d) + os.sep)), None)
+
+
+@contextlib.contextmanager
+def _scripts_view(basedir: Path) -> Any:
+    """While one extension's script runs, `scripts.<name>` means its own scripts/<name>.py when it has one, else
+    the module other extensions loaded under that name; modules imported meanwhile are recorded per owner."""
+    pkg = sys.modules.get("scripts")
+    dirs = list(getattr(getattr(pkg, "__path__", None), "dirs", []) or [])
+    if pkg is None or not dirs:
+        yield
+        return
+    own_dir = os.path.join(str(basedir), "scripts")
+    global_view = {k: v for k, v in sys.modules.items() if k.startswith("scripts.")}
+    view = dict(global_view)
+    own = _own_modules.setdefault(own_dir, {})
+    for key in [k for k, v in view.items() if _owner_dir(v, dirs) not in (own_dir, None)]:
+        stem = key.split(".")[1]
+        if os.path.exists(os.path.join(own_dir, stem + ".py")) or os.path.isdir(os.path.join(own_dir, stem)):
+            del view[key]  # this extension has its own module of that name
+    view.update(own)
+    _install_view(pkg, global_view, view)
+    try:
+        yield
+    finally:
+        now = {k: v for k, v in sys.modules.items() if k.startswith("scripts.")}
+        for key, module in now.items():
+            owner = _owner_dir(module, dirs)
+            if owner is not None:
+                _own_modules.setdefault(owner, {}).setdefault(key, module)
+        merged = dict(global_view)
+        for key, module in now.items():
+            merged.setdefault(key, module)  # globally (after loading), the first extension to take a name keeps it
+        _install_view(pkg, now, merged)
+
+
+def _install_view(pkg: ModuleType, old: dict[str, ModuleType], new: dict[str, ModuleType]) -> None:
+    for key in old:
+        sys.modules.pop(key, None)
+        if key.count(".") == 1 and getattr(pkg, key.split(".")[1], None) is old[key]:
+            delattr(pkg, key.split(".")[1])
+    for key, module in new.items():
+        sys.modules[key] = module
+        if key.count(".") == 1:
+            setattr(pkg, key.split(".")[1], module)
+
+
 def load_module(path: Path, basedir: Path) -> ModuleType:
-    """Execute a script file as A1111 does, with basedir() and sys.path set; a file under scripts/ is also
-    registered as `scripts.<name>` (when no other extension took that name), and is reused, not run again,
-    when another script already imported it that way."""
+    """Execute a script file as A1111 does, with basedir() and sys.path set. A file under scripts/ is also the
+    module `scripts.<name>` for its own extension (and for the others, when it was first to take the name);
+    when one of the extension's scripts already imported it that way, that module is returned, not run again."""
     name = _module_name(path, basedir)
-    existing = sys.modules.get(name) if name.startswith("scripts.") else None
+    in_scripts = name.startswith("scripts.") and "scripts" in sys.modules
+    own = _own_modules.get(os.path.join(str(basedir), "scripts"), {})
+    existing = own.get(name) if in_scripts else None
     if existing is not None and os.path.abspath(getattr(existing, "__file__", "") or "") == os.path.abspath(path):
         return existing
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
-    register = name.startswith("scripts.") and existing is None and "scripts" in sys.modules
     saved_path, saved_basedir = list(sys.path), scripts._current_basedir
     sys.path.insert(0, str(basedir))  # sibling modules of the extension import directly, as in A1111
     scripts._current_basedir = str(basedir)
-    if register:
-        sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        if register:
-            sys.modules.pop(name, None)
-        raise
+        with _scripts_view(basedir) if in_scripts else contextlib.nullcontext():
+            if in_scripts:
+                sys.modules[name] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                if in_scripts and sys.modules.get(name) is module:
+                    del sys.modules[name]
+                raise
     finally:
         sys.path[:] = saved_path
         scripts._current_basedir = saved_basedir
