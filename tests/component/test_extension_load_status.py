@@ -88,8 +88,8 @@ def test_scripts_namespace_prefers_the_callers_own_helper(make_runtime, data_dir
     for name, value in (("ext-a", "A"), ("ext-b", "B")):
         write_ext(ext, name, {
             "scripts/helper.py": f"VALUE = {value!r}\n",
-            "scripts/main_{}.py".format(name[-1]): "import scripts.helper\nfrom scripts import helper\n"
-            f"SEEN = (scripts.helper.VALUE, helper.VALUE)\n" + GOOD.format(cls=f"M{value}", title=f"M{value}"),
+            f"scripts/main_{name[-1]}.py": "import scripts.helper\nfrom scripts import helper\n"
+            "SEEN = (scripts.helper.VALUE, helper.VALUE)\n" + GOOD.format(cls=f"M{value}", title=f"M{value}"),
         })
     write_ext(ext, "ext-c", {"scripts/cross.py": "import importlib\n"
                              "m = importlib.import_module('extensions.ext-a.scripts.helper')\nVALUE = m.VALUE\n"})

@@ -15,15 +15,14 @@ def test_outside_the_context_gradio_is_untouched() -> None:
 
 
 def test_spellings_translated_and_handlers_keep_them() -> None:
-    with gr.Blocks() as demo, gradio3_compat():
-        with gr.Box():
-            image = gr.Image(source="upload", tool="sketch", type="pil", brush_radius=3)
-            gallery = gr.Gallery().style(grid=4, height=120, full_width=True)
-            dropdown = gr.Dropdown(choices=["a"], value="a")
-            button = gr.Button("Go").style(full_width=True)
-            dep = button.click(fn=lambda: gr.Dropdown.update(choices=["a", "b"]), _js="extFunction", inputs=[],
-                               outputs=[dropdown])
-            dep.then(fn=lambda: None, _js="extThen")
+    with gr.Blocks() as demo, gradio3_compat(), gr.Box():
+        image = gr.Image(source="upload", tool="sketch", type="pil", brush_radius=3)
+        gallery = gr.Gallery().style(grid=4, height=120, full_width=True)
+        dropdown = gr.Dropdown(choices=["a"], value="a")
+        button = gr.Button("Go").style(full_width=True)
+        dep = button.click(fn=lambda: gr.Dropdown.update(choices=["a", "b"]), _js="extFunction", inputs=[],
+                           outputs=[dropdown])
+        dep.then(fn=lambda: None, _js="extThen")
     assert not is_active() and not hasattr(gr, "Box") and not hasattr(gr.Button, "style")
     assert image.sources == ["upload"] and gallery.columns == 4 and gallery.height == 120
     fns = list(demo.fns.values())
