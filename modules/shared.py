@@ -5,6 +5,8 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import sys
+import types
 from typing import Any
 
 from modules.options import OptionHTML, OptionInfo, options_section
@@ -365,3 +367,18 @@ def __getattr__(name: str) -> Any:
 
         return Interrogator()
     raise AttributeError(f"module 'modules.shared' has no attribute {name!r}")
+
+
+class _SharedModule(types.ModuleType):
+    """Assigning `shared.sd_model` (an A1111 habit for swapping models) would hide the live model for good;
+    refuse it with the call to use instead. Other attributes assign as usual (extensions patch some)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "sd_model":
+            raise AttributeError(f"Extension {calling_extension()!r} assigns shared.sd_model: models are switched "
+                                 f"with modules.sd_models.reload_model_weights(info=...), which keeps the one model "
+                                 f"manager in charge.")
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _SharedModule
