@@ -131,5 +131,19 @@ def main() -> int:
     return code
 
 
+# A1111's version probes and launcher state, as extensions import them from `launch`.
+if str(ROOT) not in sys.path:  # `modules` must import when an extension's install.py runs with another cwd
+    sys.path.insert(0, str(ROOT))
+from modules.launch_utils import commit_hash, git, git_tag, repo_dir  # noqa: E402,F401
+
+
+def __getattr__(name: str) -> object:
+    if name == "args":  # parsed on first use, not at import
+        from modules import launch_utils
+
+        return launch_utils.args
+    raise AttributeError(f"module 'launch' has no attribute {name!r}")
+
+
 if __name__ == "__main__":
     sys.exit(main())

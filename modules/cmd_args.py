@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 from collections.abc import Sequence
+from pathlib import Path
+
+# The install folder; computed here (not taken from modules.paths) because the two are independent L0 modules.
+_SCRIPT_PATH = Path(__file__).resolve().parent.parent
 
 # Flags A1111 accepts but which have no effect here (kept so that existing launch scripts keep working).
 _NOOP_BOOL_FLAGS = (
@@ -44,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     add = p.add_argument
 
     # Paths and data
-    add("--data-dir", type=str, default="", help="base folder for all user data (default: install folder)")
+    add("--data-dir", type=str, default=str(_SCRIPT_PATH), help="base folder for all user data (default: install folder)")
     add("--models-dir", type=str, default=None, help="base folder for models (default: <data-dir>/models)")
     add("--ckpt", type=str, default=None, help="checkpoint to load at start (and add to the list)")
     add("--ckpt-dir", type=str, default=None, help="extra folder with Stable Diffusion checkpoints")
@@ -54,13 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     add("--lyco-dir-backcompat", type=str, default=None, help="old LyCORIS folder (also scanned)")
     add("--embeddings-dir", type=str, default=None, help="folder with textual inversion embeddings")
     add("--hypernetwork-dir", type=str, default=None, help="folder with hypernetworks")
-    add("--styles-file", type=str, action="append", default=None, help="styles file; repeatable")
+    add("--styles-file", type=str, action="append", default=[], help="styles file; repeatable")
     add("--ui-config-file", type=str, default=None, help="ui-config.json path")
     add("--ui-settings-file", type=str, default=None, help="config.json path (settings)")
     add("--config", type=str, default=None, help="LDM yaml for --ckpt (overrides the detected architecture)")
     add("--no-download-sd-model", action="store_true", help="never offer to download SD1.5 when no model exists")
-    for name in ("codeformer", "gfpgan", "esrgan", "bsrgan", "realesrgan", "dat", "scunet", "swinir", "ldsr", "clip"):
+    for name in _MODEL_FOLDER_FLAGS:
         add(f"--{name}-models-path", type=str, default=None, help=f"folder with {name} models")
+    add("--clip-models-path", type=str, default=None, help="folder with CLIP models")
+    add("--textual-inversion-templates-dir", type=str, default=None, help="folder with textual inversion templates")
+    add("--localizations-dir", type=str, default=None, help="folder with localization JSON files")
 
     # Precision, device
     add("--use-cpu", nargs="+", default=[], help="run these tasks on the CPU: all sd interrogate gfpgan esrgan ...")
@@ -123,16 +131,56 @@ def build_parser() -> argparse.ArgumentParser:
     add("--loglevel", type=str, default=None, help="log level (DEBUG, INFO, WARNING...)")
     add("--unix-filenames-sanitization", action="store_true", help="only replace / in file names")
     add("--filenames-max-length", type=int, default=128, help="maximum length of a file name part")
+    add("--disable-tls-verify", action="store_false", help="accept self-signed certificates")
     add("--no-prompt-history", action="store_true", help="do not write params.txt")
 
     for flag in _NOOP_BOOL_FLAGS:
         add(flag, action="store_true", help=argparse.SUPPRESS)
-    for flag in ("--ngrok-region", "--ngrok-options", "--max-batch-count", "--gradio-img2img-tool",
-                 "--gradio-inpaint-tool", "--sub-quad-q-chunk-size", "--sub-quad-kv-chunk-size",
-                 "--sub-quad-chunk-threshold", "--textual-inversion-templates-dir", "--localizations-dir",
-                 "--gfpgan-dir", "--gfpgan-model"):
+    for flag in ("--gradio-img2img-tool", "--gradio-inpaint-tool", "--gfpgan-dir", "--gfpgan-model"):
         add(flag, type=str, default=None, help=argparse.SUPPRESS)
+    # Parsed with A1111's types and defaults; extensions read them (sub-quad sizes) though nothing here uses them.
+    add("--ngrok-region", type=str, default="", help=argparse.SUPPRESS)
+    add("--ngrok-options", type=json.loads, default={}, help=argparse.SUPPRESS)
+    add("--max-batch-count", type=int, default=16, help=argparse.SUPPRESS)
+    add("--sub-quad-q-chunk-size", type=int, default=1024, help=argparse.SUPPRESS)
+    add("--sub-quad-kv-chunk-size", type=int, default=None, help=argparse.SUPPRESS)
+    add("--sub-quad-chunk-threshold", type=int, default=None, help=argparse.SUPPRESS)
     return p
+
+
+# `--<name>-models-path` flags and their A1111 default folder under the models folder.
+_MODEL_FOLDERS = {"codeformer": "Codeformer", "gfpgan": "GFPGAN", "esrgan": "ESRGAN", "bsrgan": "BSRGAN",
+                  "realesrgan": "RealESRGAN", "dat": "DAT", "scunet": "ScuNET", "swinir": "SwinIR", "ldsr": "LDSR"}
+_MODEL_FOLDER_FLAGS = tuple(_MODEL_FOLDERS)
+
+
+def apply_default_paths(opts: argparse.Namespace) -> argparse.Namespace:
+    """Give every folder flag left unset A1111's default path, so extensions reading `cmd_opts.<x>_dir` get a path.
+
+    A1111 computes these defaults from the pre-parsed --data-dir/--models-dir; we fill them after parsing, which
+    gives the same values. Folders the app itself uses resolve to the same place in modules.paths either way.
+    """
+    data = Path(opts.data_dir or _SCRIPT_PATH).expanduser().resolve()
+    models = Path(opts.models_dir).expanduser().resolve() if opts.models_dir else data / "models"
+    defaults = {
+        "embeddings_dir": data / "embeddings",
+        "hypernetwork_dir": models / "hypernetworks",
+        "lora_dir": models / "Lora",
+        "lyco_dir_backcompat": models / "LyCORIS",
+        "textual_inversion_templates_dir": _SCRIPT_PATH / "textual_inversion_templates",
+        "localizations_dir": _SCRIPT_PATH / "localizations",
+        "ui_config_file": data / "ui-config.json",
+        "ui_settings_file": data / "config.json",
+        **{f"{flag}_models_path": models / folder for flag, folder in _MODEL_FOLDERS.items()},
+    }
+    for name, default in defaults.items():
+        if getattr(opts, name, None) in (None, ""):
+            setattr(opts, name, str(default))
+    # A1111's default --ckpt is <install>/model.ckpt, used only when that file exists; we leave it unset otherwise
+    # so that a missing default file is not reported as a missing checkpoint.
+    if getattr(opts, "ckpt", None) is None and (_SCRIPT_PATH / "model.ckpt").is_file():
+        opts.ckpt = str(_SCRIPT_PATH / "model.ckpt")
+    return opts
 
 
 def argv_with_env(argv: Sequence[str], environ: dict[str, str] | None = None) -> list[str]:
@@ -159,4 +207,17 @@ def parse_args(argv: Sequence[str], parser: argparse.ArgumentParser | None = Non
     opts.disable_extension_access = opts.webui_is_non_local and not opts.enable_insecure_extension_access
     if opts.port is None:
         opts.port = 7861 if opts.nowebui else 7860
-    return opts
+    return apply_default_paths(opts)
+
+
+_parser: argparse.ArgumentParser | None = None
+
+
+def __getattr__(name: str) -> object:
+    """A1111's module-level `parser` (extensions read its defaults); built on first use, not at import."""
+    global _parser
+    if name == "parser":
+        if _parser is None:
+            _parser = build_parser()
+        return _parser
+    raise AttributeError(f"module 'modules.cmd_args' has no attribute {name!r}")

@@ -38,3 +38,42 @@ class ValidationError(WebUIError, ValueError):
     def __init__(self, field: str, message: str) -> None:
         self.field = field
         super().__init__(f"{field}: {message}")
+
+
+# --- A1111's reporting helpers (`modules.errors.report/display`), which extensions call from their own code ---
+
+def report(message: str, *, exc_info: bool = False) -> None:
+    """Log an error line (with the current traceback when exc_info), as A1111's helper prints it."""
+    import logging
+
+    logging.getLogger("extensions").error(message, exc_info=exc_info)
+
+
+def print_error_explanation(message: str) -> None:
+    import logging
+
+    logging.getLogger("extensions").error("\n".join(line.strip() for line in message.strip().splitlines()))
+
+
+def display(e: BaseException, task: str, *, full_traceback: bool = False) -> None:
+    """Log an exception raised while doing `task`, with its traceback."""
+    import logging
+
+    logging.getLogger("extensions").error("%s: %s: %s", task, type(e).__name__, e, exc_info=e)
+
+
+_already_displayed: set[str] = set()
+
+
+def display_once(e: BaseException, task: str) -> None:
+    if task not in _already_displayed:
+        display(e, task)
+        _already_displayed.add(task)
+
+
+def run(code: object, task: str) -> None:
+    """Call `code()`, logging (not raising) what it raises."""
+    try:
+        code()  # type: ignore[operator]
+    except Exception as e:
+        display(e, task)

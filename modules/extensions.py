@@ -50,13 +50,49 @@ class Extension:
     commit_date: int = 0
     status: str = ""
     can_update: bool = False
+    scripts_loaded: list[str] = field(default_factory=list)
+    scripts_failed: dict[str, str] = field(default_factory=dict)  # file name -> one-line reason
+    load_attempted: bool = False
 
     def __post_init__(self) -> None:
         self.canonical_name = self.canonical_name or self.name.lower()
 
     @property
+    def load_status(self) -> str:
+        """"fully", "partly" or "not at all" after start-up; "disabled" or "not loaded" otherwise."""
+        if not self.enabled:
+            return "disabled"
+        if not self.load_attempted:
+            return "not loaded"
+        if not self.scripts_failed:
+            return "fully"
+        ok = [f for f in self.scripts_loaded if f not in self.scripts_failed]
+        return "partly" if ok else "not at all"
+
+    def load_summary(self) -> str:
+        """One line for the start-up log and the Extensions tab."""
+        status = self.load_status
+        if status == "fully":
+            n = len(self.scripts_loaded)
+            return f"loaded fully ({n} script{'s' if n != 1 else ''})" if n else "loaded fully (no scripts)"
+        if status in ("partly", "not at all"):
+            failed = "; ".join(f"{f}: {why}" for f, why in self.scripts_failed.items())
+            return f"loaded {status}: {failed}" if status == "partly" else f"not loaded at all: {failed}"
+        return status
+
+    @property
     def requires(self) -> list[str]:
         return _split_list(self.metadata.get("Extension", "Requires", fallback=""))
+
+    def record_script(self, filename: str, error: str | None = None) -> None:
+        """The loader reports each script file (and each class that failed) here."""
+        self.load_attempted = True
+        if filename not in self.scripts_loaded:
+            self.scripts_loaded.append(filename)
+        if error is not None:
+            first_line = (error.strip().splitlines() or [""])[0]
+            self.scripts_failed[filename] = (self.scripts_failed.get(filename, "") + "; " if filename in
+                                             self.scripts_failed else "") + first_line
 
     def list_files(self, subdir: str, extension: str) -> list[Path]:
         folder = self.path / subdir
@@ -182,7 +218,12 @@ def list_extensions(builtin_dir: Path, user_dir: Path, opts: Any = None, cmd_opt
     return found
 
 
-def active(extensions: list[Extension]) -> list[Extension]:
+def active(extensions: list[Extension] | None = None) -> list[Extension]:
+    """Enabled extensions of a list; without one (A1111's call), those of the running app."""
+    if extensions is None:
+        from modules import shared
+
+        extensions = getattr(shared._runtime, "extensions", None) or []
     return [e for e in extensions if e.enabled]
 
 

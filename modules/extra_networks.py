@@ -6,14 +6,31 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from modules.extra_networks_syntax import ExtraNetworkParams
+from modules.extra_networks_syntax import ExtraNetworkParams, parse_prompt, parse_prompts
+
+__all__ = ["ExtraNetwork", "ExtraNetworkParams", "ExtraNetworkRegistry", "activate_for_batch", "add_error",
+           "extra_network_registry", "parse_prompt", "parse_prompts", "register_extra_network"]
 
 log = logging.getLogger(__name__)
 
 
-class ExtraNetwork(Protocol):
-    """A handler for one tag type. `activate` is called for every batch, with an empty list when not mentioned."""
+class ExtraNetwork:
+    """A handler for one tag type (A1111's base class: extensions subclass it and call `super().__init__(name)`).
+    `activate` is called for every batch, with an empty list when not mentioned."""
 
+    name: str
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def activate(self, p: Any, params_list: list[ExtraNetworkParams]) -> None:
+        raise NotImplementedError
+
+    def deactivate(self, p: Any) -> None:
+        raise NotImplementedError
+
+
+class _Handler(Protocol):
     name: str
 
     def activate(self, p: Any, params_list: list[ExtraNetworkParams]) -> None: ...
@@ -21,16 +38,38 @@ class ExtraNetwork(Protocol):
     def deactivate(self, p: Any) -> None: ...
 
 
+extra_network_registry: dict[str, Any] = {}
+"""Handlers extensions registered with register_extra_network (A1111's module-level dict)."""
+
+
+def register_extra_network(extra_network: Any) -> None:
+    """A1111's call: register a handler for `<name:...>` tags; it is added to the running app's registry too."""
+    extra_network_registry[extra_network.name] = extra_network
+    from modules import shared
+
+    runtime = shared._runtime
+    if runtime is not None:
+        runtime.extra_networks.register(extra_network)
+
+
+def register_extra_network_alias(extra_network: Any, alias: str) -> None:
+    from modules import shared
+
+    extra_network_registry[alias] = extra_network
+    if shared._runtime is not None:
+        shared._runtime.extra_networks.register(extra_network, aliases=(alias,))
+
+
 class ExtraNetworkRegistry:
     """Handlers by tag name, plus aliases (`lyco` -> `lora`, as A1111 keeps for old LyCORIS prompts)."""
 
     def __init__(self) -> None:
-        self.networks: dict[str, ExtraNetwork] = {}
+        self.networks: dict[str, _Handler] = {}
         self.aliases: dict[str, str] = {}
         # Run before the networks, every batch, with the job's settings overrides active (VAE selection).
         self.before_batch: list[Callable[[Any], None]] = []
 
-    def register(self, network: ExtraNetwork, aliases: Iterable[str] = ()) -> None:
+    def register(self, network: _Handler, aliases: Iterable[str] = ()) -> None:
         self.networks[network.name] = network
         for alias in aliases:
             self.aliases[alias] = network.name

@@ -109,3 +109,39 @@ class HashCache:
             self._load().setdefault(section, {})[title] = {"mtime": mtime, "sha256": value}
             self._save()
         return value
+
+
+# --- A1111's module-level names (`modules.hashes.sha256`, `sha256_from_cache`, `calculate_sha256`) --------------
+# They use the running app's cache (bound by modules.shared.bind), or one over <install>/cache.json before that.
+
+_bound_cache: HashCache | None = None
+
+
+def bind_cache(cache: HashCache | None) -> None:
+    global _bound_cache
+    _bound_cache = cache
+
+
+def _cache() -> HashCache:
+    global _bound_cache
+    if _bound_cache is None:
+        _bound_cache = HashCache(Path(os.environ.get("SD_WEBUI_CACHE_FILE")
+                                      or Path(__file__).resolve().parent.parent / "cache.json"))
+    return _bound_cache
+
+
+def calculate_sha256(filename: Path | str) -> str:
+    return sha256_file(filename)
+
+
+def sha256_from_cache(filename: Path | str, title: str, use_addnet_hash: bool = False) -> str | None:
+    """The cached hash while the file is unchanged, else None (nothing is computed)."""
+    return _cache().cached("hashes-addnet" if use_addnet_hash else "hashes", title, filename)
+
+
+def sha256(filename: Path | str, title: str, use_addnet_hash: bool = False) -> str | None:
+    """The file's sha256 (or kohya's addnet hash), from the cache or computed and cached; None if missing."""
+    if not os.path.isfile(filename):
+        return None
+    return _cache().sha256(filename, title, "hashes-addnet" if use_addnet_hash else "hashes",
+                           use_addnet=use_addnet_hash)

@@ -48,6 +48,19 @@ class OptionInfo:
     choices: tuple[Any, ...] | Callable[[], Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Extensions pass A1111's shapes: a Gradio class as `component` (gr.Slider) and the choices inside
+        # `component_args` ({"choices": [...]} or a callable returning it). Keep the names and lists we use.
+        if self.component is not None and not isinstance(self.component, str):
+            name = getattr(self.component, "__name__", "").lower()
+            self.component = {"colorpicker": "color", "checkboxgroup": "dropdown"}.get(name, name) or None
+        if self.choices is None and self.component_args is not None:
+            args = self.component_args
+            if isinstance(args, dict) and "choices" in args:
+                self.choices = tuple(args["choices"]) if not callable(args["choices"]) else args["choices"]
+            elif callable(args):
+                self.choices = lambda args=args: (args() or {}).get("choices")  # type: ignore[misc]
+
     # A1111-style chaining helpers used by extensions.
     def info(self, text: str) -> OptionInfo:
         self.info_text = text
@@ -68,6 +81,36 @@ class OptionInfo:
     def html(self, text: str) -> OptionInfo:
         self.comment_after += text
         return self
+
+
+class OptionHTML(OptionInfo):
+    """A1111's text-only settings row (shown as HTML, never saved)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(str(text).strip(), label="", component="html", do_not_save=True)
+
+
+@dataclass
+class OptionsCategory:
+    id: str
+    label: str
+
+
+class OptionsCategories:
+    """A1111's `options.categories`: Settings groups that sections can name with `category_id`."""
+
+    def __init__(self) -> None:
+        self.mapping: dict[str, OptionsCategory] = {}
+
+    def register_category(self, category_id: str, label: str) -> str:
+        self.mapping.setdefault(category_id, OptionsCategory(category_id, label))
+        return category_id
+
+
+categories = OptionsCategories()
+for _cid, _label in (("saving", "Saving images"), ("sd", "Stable Diffusion"), ("ui", "User Interface"),
+                     ("system", "System"), ("postprocessing", "Postprocessing"), ("training", "Training")):
+    categories.register_category(_cid, _label)
 
 
 def options_section(section: tuple[str, str], options: dict[str, OptionInfo]) -> dict[str, OptionInfo]:
@@ -168,6 +211,25 @@ class Options:
                 self.data[key] = old
                 raise
         return True
+
+    def onchange(self, key: str, func: Callable[[], None], call: bool = True) -> None:
+        """A1111: run `func` whenever `key` changes (and once now, unless call=False)."""
+        info = self.data_labels.get(key)
+        if info is not None:
+            info.onchange = func
+        if call:
+            func()
+
+    def cast_value(self, key: str, value: Any) -> Any:
+        """A1111: a string from infotext or the API converted to the setting's type."""
+        default = self.get_default(key)
+        if value is None or default is None:
+            return value
+        if isinstance(default, bool):
+            return value if isinstance(value, bool) else str(value).strip().lower() in ("true", "1", "yes", "on")
+        if isinstance(default, (int, float)) and isinstance(value, str):
+            return type(default)(float(value)) if isinstance(default, int) else float(value)
+        return value
 
     def add_option(self, key: str, info: OptionInfo) -> None:
         """Register a setting (extensions call this from on_ui_settings); keeps a value already loaded."""

@@ -80,3 +80,12 @@ def build_paths(cmd_opts: object) -> Paths:
         ui_config_file=Path(opt("ui_config_file") or data_dir / "ui-config.json").expanduser().resolve(),
         styles_files=tuple(Path(s).expanduser() for s in styles),
     )
+
+
+def __getattr__(name: str) -> object:
+    """A1111's module-level names (`models_path`, `data_path`, `script_path`, `extensions_dir`...) for extensions."""
+    from modules import paths_internal
+
+    if name.startswith("__"):
+        raise AttributeError(name)
+    return getattr(paths_internal, name)

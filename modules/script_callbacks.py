@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import os
@@ -129,12 +130,34 @@ def _report(c: ScriptCallback, e: Exception) -> None:
     errors.append(msg)
 
 
+UI_CATEGORIES = frozenset({"ui_tabs", "ui_train_tabs", "before_ui", "before_component", "after_component",
+                           "ui_settings"})
+"""Callbacks that build extension UI: they run inside ui_code_context() (Gradio 3 spellings translated)."""
+
+_ui_context_factory: Callable[[], contextlib.AbstractContextManager] | None = None
+
+
+def set_ui_code_context(factory: Callable[[], contextlib.AbstractContextManager] | None) -> None:
+    """The UI layer registers modules.ui_gradio3_compat.gradio3_compat here (this module stays Gradio-free)."""
+    global _ui_context_factory
+    _ui_context_factory = factory
+
+
+def ui_code_context() -> contextlib.AbstractContextManager:
+    """The context extension UI code runs in (nothing until the UI layer has registered one)."""
+    return _ui_context_factory() if _ui_context_factory is not None else contextlib.nullcontext()
+
+
 def _run(category: str, *args: Any, **kwargs: Any) -> list[Any]:
     """Call every callback of a category; a failing one is reported by name and the rest still run."""
     results = []
     for c in ordered_callbacks(category):
         try:
-            results.append(c.callback(*args, **kwargs))
+            if category in UI_CATEGORIES:
+                with ui_code_context():
+                    results.append(c.callback(*args, **kwargs))
+            else:
+                results.append(c.callback(*args, **kwargs))
         except Exception as e:  # an extension's bug must not stop the app
             _report(c, e)
     return results

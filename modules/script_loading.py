@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +26,135 @@ class LoadReport:
     errors: list[str] = field(default_factory=list)
 
 
+class _ScriptsPath:
+    """`scripts.__path__`: the scripts/ folder of the extension being loaded first, then every enabled
+    extension's, so that `import scripts.<name>` finds the caller's own helper before a same-named one."""
+
+    def __init__(self) -> None:
+        self.dirs: list[str] = []
+
+    def _ordered(self) -> list[str]:
+        own = os.path.join(scripts._current_basedir, "scripts") if scripts._current_basedir else None
+        return ([own] if own and own in self.dirs else []) + [d for d in self.dirs if d != own]
+
+    def __iter__(self) -> Any:
+        return iter(self._ordered())
+
+    def __len__(self) -> int:
+        return len(self.dirs)
+
+    def __getitem__(self, i: int) -> str:
+        return self._ordered()[i]
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.dirs
+
+    def __repr__(self) -> str:
+        return f"_ScriptsPath({self.dirs!r})"
+
+
+def register_import_conventions(extensions: list[Extension], user_dir: Path | None = None,
+                                builtin_dir: Path | None = None) -> None:
+    """A1111 extensions import their helpers as `scripts.<name>` (18 of 30 surveyed) and other extensions'
+    modules as `extensions.<folder>.scripts.<name>`: both top-level names are namespace packages over the
+    enabled extensions' folders. LDM imports get one clear error (modules.ldm_compat)."""
+    from modules import ldm_compat
+
+    ldm_compat.install()
+    pkg = sys.modules.get("scripts")
+    if not isinstance(getattr(pkg, "__path__", None), _ScriptsPath):
+        pkg = ModuleType("scripts", "Namespace of the enabled extensions' scripts/ folders (A1111 convention).")
+        pkg.__path__ = _ScriptsPath()  # type: ignore[attr-defined]
+        pkg.__package__ = "scripts"
+        sys.modules["scripts"] = pkg
+    for name in [m for m in sys.modules if m.startswith("scripts.")]:
+        del sys.modules[name]  # a reload (or a second runtime in tests) starts from the new set of extensions
+        if hasattr(pkg, name.split(".")[1]):
+            delattr(pkg, name.split(".")[1])
+    _own_modules.clear()
+    pkg.__path__.dirs = [str(e.path / "scripts") for e in extensions if e.enabled and (e.path / "scripts").is_dir()]
+    roots = [str(d) for d in (user_dir, builtin_dir) if d is not None]
+    ext_pkg = sys.modules.get("extensions")
+    if ext_pkg is None or not getattr(ext_pkg, "_webui_namespace", False):
+        ext_pkg = ModuleType("extensions", "Namespace of the extension folders (A1111 convention).")
+        ext_pkg._webui_namespace = True  # type: ignore[attr-defined]
+        ext_pkg.__package__ = "extensions"
+        sys.modules["extensions"] = ext_pkg
+    for name in [m for m in sys.modules if m.startswith("extensions.")]:
+        del sys.modules[name]
+    ext_pkg.__path__ = roots  # type: ignore[attr-defined]
+
+
+def _module_name(path: Path, basedir: Path) -> str:
+    """`scripts.<stem>` for an extension's scripts/<stem>.py (so `import scripts.<stem>` is the same module)."""
+    if path.parent.name == "scripts" and path.parent.parent == basedir:
+        return f"scripts.{path.stem}"
+    return path.stem
+
+
+_own_modules: dict[str, dict[str, ModuleType]] = {}
+"""extension scripts/ folder -> its modules imported as `scripts.<name>` (each extension sees its own first)."""
+
+
+def _owner_dir(module: ModuleType, dirs: list[str]) -> str | None:
+    file = os.path.abspath(getattr(module, "__file__", "") or "")
+    return next((d for d in dirs if file.startswith(os.path.abspath(d) + os.sep)), None)
+
+
+@contextlib.contextmanager
+def _scripts_view(basedir: Path) -> Any:
+    """While one extension's script runs, `scripts.<name>` means its own scripts/<name>.py when it has one, else
+    the module other extensions loaded under that name; modules imported meanwhile are recorded per owner."""
+    pkg = sys.modules.get("scripts")
+    dirs = list(getattr(getattr(pkg, "__path__", None), "dirs", []) or [])
+    if pkg is None or not dirs:
+        yield
+        return
+    own_dir = os.path.join(str(basedir), "scripts")
+    global_view = {k: v for k, v in sys.modules.items() if k.startswith("scripts.")}
+    view = dict(global_view)
+    own = _own_modules.setdefault(own_dir, {})
+    for key in [k for k, v in view.items() if _owner_dir(v, dirs) not in (own_dir, None)]:
+        stem = key.split(".")[1]
+        if os.path.exists(os.path.join(own_dir, stem + ".py")) or os.path.isdir(os.path.join(own_dir, stem)):
+            del view[key]  # this extension has its own module of that name
+    view.update(own)
+    _install_view(pkg, global_view, view)
+    try:
+        yield
+    finally:
+        now = {k: v for k, v in sys.modules.items() if k.startswith("scripts.")}
+        for key, module in now.items():
+            owner = _owner_dir(module, dirs)
+            if owner is not None:
+                _own_modules.setdefault(owner, {}).setdefault(key, module)
+        merged = dict(global_view)
+        for key, module in now.items():
+            merged.setdefault(key, module)  # globally (after loading), the first extension to take a name keeps it
+        _install_view(pkg, now, merged)
+
+
+def _install_view(pkg: ModuleType, old: dict[str, ModuleType], new: dict[str, ModuleType]) -> None:
+    for key in old:
+        sys.modules.pop(key, None)
+        if key.count(".") == 1 and getattr(pkg, key.split(".")[1], None) is old[key]:
+            delattr(pkg, key.split(".")[1])
+    for key, module in new.items():
+        sys.modules[key] = module
+        if key.count(".") == 1:
+            setattr(pkg, key.split(".")[1], module)
+
+
 def load_module(path: Path, basedir: Path) -> ModuleType:
-    """Execute a script file as A1111 does: its own module (not in sys.modules), basedir() and sys.path set."""
-    name = path.stem
+    """Execute a script file as A1111 does, with basedir() and sys.path set. A file under scripts/ is also the
+    module `scripts.<name>` for its own extension (and for the others, when it was first to take the name);
+    when one of the extension's scripts already imported it that way, that module is returned, not run again."""
+    name = _module_name(path, basedir)
+    in_scripts = name.startswith("scripts.") and "scripts" in sys.modules
+    own = _own_modules.get(os.path.join(str(basedir), "scripts"), {})
+    existing = own.get(name) if in_scripts else None
+    if existing is not None and os.path.abspath(getattr(existing, "__file__", "") or "") == os.path.abspath(path):
+        return existing
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {path}")
@@ -36,7 +163,15 @@ def load_module(path: Path, basedir: Path) -> ModuleType:
     sys.path.insert(0, str(basedir))  # sibling modules of the extension import directly, as in A1111
     scripts._current_basedir = str(basedir)
     try:
-        spec.loader.exec_module(module)
+        with _scripts_view(basedir) if in_scripts else contextlib.nullcontext():
+            if in_scripts:
+                sys.modules[name] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                if in_scripts and sys.modules.get(name) is module:
+                    del sys.modules[name]
+                raise
     finally:
         sys.path[:] = saved_path
         scripts._current_basedir = saved_basedir
@@ -47,6 +182,12 @@ def load_scripts(extensions: list[Extension]) -> LoadReport:
     """Import every enabled extension's scripts in metadata order; collect Script subclasses."""
     report = LoadReport()
     scripts.scripts_data.clear()
+    if "scripts" not in sys.modules or not isinstance(getattr(sys.modules["scripts"], "__path__", None),
+                                                      _ScriptsPath):
+        register_import_conventions(extensions)
+    for ext in extensions:
+        if ext.enabled:
+            ext.load_attempted = True
     for ext, path in ordered_scripts(extensions):
         try:
             module = load_module(path, ext.path)
@@ -56,8 +197,10 @@ def load_scripts(extensions: list[Extension]) -> LoadReport:
             msg = f"Extension {ext.name}: error loading script {path.name}: {type(e).__name__}: {e}"
             log.error(msg, exc_info=e)
             ext.errors.append(msg)
+            ext.record_script(path.name, f"{type(e).__name__}: {e}")
             report.errors.append(msg)
             continue
+        ext.record_script(path.name)
         for obj in list(vars(module).values()):
             if (isinstance(obj, type) and issubclass(obj, scripts.Script) and obj is not scripts.Script
                     and obj.__module__ == module.__name__):
@@ -68,7 +211,8 @@ def load_scripts(extensions: list[Extension]) -> LoadReport:
 
 
 def create_runner(classes: list[scripts.ScriptClassData], is_img2img: bool = False,
-                  errors: list[str] | None = None) -> scripts.ScriptRunner:
+                  errors: list[str] | None = None,
+                  extensions_by_name: dict[str, Extension] | None = None) -> scripts.ScriptRunner:
     """Instantiate the scripts for one tab: hidden ones dropped, AlwaysVisible ones always on."""
     runner = scripts.ScriptRunner()
     for data in classes:
@@ -86,7 +230,11 @@ def create_runner(classes: list[scripts.ScriptClassData], is_img2img: bool = Fal
             log.error(msg)
             if errors is not None:
                 errors.append(msg)
+            if extensions_by_name and ext in extensions_by_name:
+                extensions_by_name[ext].record_script(Path(data.path).name,
+                                                      f"{data.script_class.__name__}: {type(e).__name__}: {e}")
             continue
+        _run_ui_in_compat_context(script)
         if visibility is scripts.AlwaysVisible:
             script.alwayson = True
         elif not visibility:
@@ -94,6 +242,19 @@ def create_runner(classes: list[scripts.ScriptClassData], is_img2img: bool = Fal
         runner.add(script)
     runner.errors = errors if errors is not None else runner.errors
     return runner
+
+
+def _run_ui_in_compat_context(script: scripts.Script) -> None:
+    """An extension's `ui()` runs inside script_callbacks.ui_code_context() (Gradio 3 spellings translated)."""
+    from modules import script_callbacks
+
+    ui = script.ui
+
+    def ui_in_context(*args: Any, **kwargs: Any) -> Any:
+        with script_callbacks.ui_code_context():
+            return ui(*args, **kwargs)
+
+    script.ui = ui_in_context  # type: ignore[method-assign]
 
 
 EXTENSION_OPTIONS = ("disabled_extensions", "disable_all_extensions")
@@ -141,9 +302,10 @@ def setup_extensions(runtime: Any) -> None:
         ext.read_info_from_repo()
     runtime.extensions = found
     register_localization_option(runtime)
+    register_import_conventions(found, runtime.paths.extensions_dir, runtime.paths.extensions_builtin_dir)
     report = load_scripts(found)
     errors = list(report.errors)
-    runtime.scripts_txt2img = create_runner(report.classes, False, errors)
+    runtime.scripts_txt2img = create_runner(report.classes, False, errors, {e.name: e for e in found})
     # img2img's runner stays empty until there is an img2img tab to build its script UIs (and arg layout).
     script_callbacks.ui_settings_callback()  # extension settings exist for the API and config.json too
     # A1111 asks once at start for extra cross-attention optimizers and SD Unets; we keep the answers.
@@ -157,11 +319,21 @@ def setup_extensions(runtime: Any) -> None:
     runtime.extension_errors = errors
     for msg in errors:
         runtime.warnings.append(msg)
+    log_load_status(found)
 
     def on_loaded(model: Any, info: Any) -> None:
         script_callbacks.model_loaded_callback(shared.sd_model)
 
     runtime.models.on_loaded.append(on_loaded)
+
+
+def log_load_status(found: list[Extension]) -> None:
+    """One start-up log line per enabled extension: loaded fully, partly (which scripts failed, why) or not at all."""
+    for ext in found:
+        if not ext.enabled:
+            continue
+        level = logging.INFO if ext.load_status == "fully" else logging.WARNING
+        log.log(level, "Extension %s: %s", ext.name, ext.load_summary())
 
 
 def extension_preload(parser: Any, argv: list[str]) -> list[str]:
@@ -183,6 +355,9 @@ def extension_preload(parser: Any, argv: list[str]) -> list[str]:
     found = extensions.list_extensions(paths.extensions_builtin_dir, paths.extensions_dir,
                                        _Opts(settings if isinstance(settings, dict) else {}), known)
     errors = []
+    from modules import ldm_compat
+
+    ldm_compat.install()
     for ext in found:
         file = ext.path / "preload.py"
         if not (ext.enabled or ext.is_builtin) or not file.is_file():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import namedtuple
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -158,6 +159,15 @@ class ScriptRunner:
     def title_map(self) -> dict[str, Script]:
         return {_title(s).lower(): s for s in self.scripts}
 
+    @property
+    def infotext_fields(self) -> list:
+        """Every script's `(component, infotext key)` pairs (A1111 collects them while building the UI)."""
+        return [f for s in self.scripts for f in (s.infotext_fields or [])]
+
+    @property
+    def paste_field_names(self) -> list[str]:
+        return [n for s in self.scripts for n in (s.paste_field_names or [])]
+
     def script(self, title: str) -> Script | None:
         """The script with this title (case-insensitive), as the API's script_name/alwayson_scripts keys."""
         return self.title_map.get((title or "").lower())
@@ -251,3 +261,46 @@ def describe_script(script: Script) -> str:
     where = os.path.basename(script.filename) if script.filename else type(script).__name__
     ext = f", extension {script.extension}" if script.extension else ""
     return f"{_title(script)} ({where}{ext})"
+
+
+# --- A1111's module-level names extensions read (`scripts.scripts_txt2img`, `list_scripts`, `ScriptFile`...) ---
+
+ScriptFile = namedtuple("ScriptFile", ["basedir", "filename", "path"])
+postprocessing_scripts_data: list[ScriptClassData] = []
+scripts_current: ScriptRunner | None = None
+
+
+def list_scripts(scriptdirname: str, extension: str, *, include_extensions: bool = True) -> list[ScriptFile]:
+    """Files ending in `extension` in the root's and (optionally) every enabled extension's `scriptdirname`."""
+    from modules import extensions as ext_mod
+    from modules.paths import SCRIPT_PATH
+
+    found = []
+    roots = [str(SCRIPT_PATH)] + ([str(e.path) for e in ext_mod.active()] if include_extensions else [])
+    for base in roots:
+        folder = os.path.join(base, scriptdirname)
+        if os.path.isdir(folder):
+            for name in sorted(os.listdir(folder)):
+                path = os.path.join(folder, name)
+                if os.path.isfile(path) and name.endswith(extension):
+                    found.append(ScriptFile(base, name, path))
+    return found
+
+
+def list_files_with_name(filename: str) -> list[str]:
+    """Every enabled extension's (and the root's) file of this name, e.g. `style.css`."""
+    from modules import extensions as ext_mod
+    from modules.paths import SCRIPT_PATH
+
+    dirs = [str(SCRIPT_PATH)] + [str(e.path) for e in ext_mod.active()]
+    return [os.path.join(d, filename) for d in dirs if os.path.isfile(os.path.join(d, filename))]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("scripts_txt2img", "scripts_img2img"):
+        from modules import shared
+
+        return getattr(shared._need_runtime(f"scripts.{name}"), name)
+    if name == "scripts_postproc":
+        return None  # the Extras tab's runner arrives with modules.scripts_postprocessing
+    raise AttributeError(f"module 'modules.scripts' has no attribute {name!r}")

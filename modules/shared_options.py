@@ -258,7 +258,78 @@ def build_options_table() -> dict[str, OptionInfo]:
         "list_hidden_files": _o(True, "Load models/files in hidden directories"),
         "disable_mmap_load_safetensors": _o(False, "Disable memmapping for loading .safetensors files."),
     }))
+    for key, info in a1111_extension_keys().items():
+        t.setdefault(key, info)  # a section above that defines the key for real wins
     for key in RESTRICTED_OPTS:
         if key in t:
             t[key].restrict_api = True
+    return t
+
+
+def a1111_extension_keys() -> dict[str, OptionInfo]:
+    """Built-in keys that surveyed extensions read (extension-surface.md, section 2), with A1111 1.10's defaults
+    and sections. Some only matter to features this webui does not have (deepbooru, CLIP interrogate); they
+    exist so that `opts.<key>` reads what it reads in A1111."""
+    t: dict[str, OptionInfo] = {}
+    t.update(options_section(("saving-images", "Saving images/grids"), {
+        "font": _o("", "Font for image grids that have text"),
+        "grid_text_active_color": _o("#000000", "Text color for image grids", "color"),
+        "grid_text_inactive_color": _o("#999999", "Inactive text color for image grids", "color"),
+        "grid_background_color": _o("#ffffff", "Background color for image grids", "color"),
+        "save_init_img": _o(False, "Save init images when using img2img"),
+    }))
+    t.update(options_section(("saving-paths", "Paths for saving"), {
+        "temp_dir": _o("", "Directory for temporary images; leave empty for default"),
+        "clean_temp_dir_at_start": _o(False, "Cleanup non-default temporary directory when starting webui"),
+    }))
+    t.update(options_section(("sd", "Stable Diffusion"), {
+        "sd_checkpoint_cache": _o(0, "Checkpoints to cache in RAM (obsolete; set to 0 and use the two settings "
+                                     "above instead)", "slider",
+                                  component_args={"minimum": 0, "maximum": 10, "step": 1}),
+        "img2img_color_correction": _o(False, "Apply color correction to img2img results to match original colors."),
+        "img2img_background_color": _o("#ffffff", "With img2img, fill transparent parts of the input image with "
+                                                  "this color.", "color"),
+        "img2img_inpaint_mask_brush_color": _o("#ffffff", "Inpaint mask brush color", "color"),
+        "img2img_batch_show_results_limit": _o(32, "Show the first N batch img2img results in UI", "slider",
+                                               component_args={"minimum": -1, "maximum": 1000, "step": 1}),
+    }))
+    t.update(options_section(("vae", "VAE"), {
+        "sd_vae_encode_method": _o("Full", "VAE type for encode", "radio", choices=("Full", "TAESD")),
+        "sd_vae_decode_method": _o("Full", "VAE type for decode", "radio", choices=("Full", "TAESD")),
+    }))
+    t.update(options_section(("optimizations", "Optimizations"), {
+        "batch_cond_uncond": _o(True, "Batch cond/uncond together when sampling"),
+    }))
+    t.update(options_section(("interrogate", "Interrogate"), {
+        "interrogate_keep_models_in_memory": _o(False, "Keep models in VRAM"),
+        "interrogate_clip_max_length": _o(48, "CLIP: maximum description length", "slider",
+                                          component_args={"minimum": 1, "maximum": 256, "step": 1}),
+        "interrogate_clip_min_length": _o(24, "CLIP: minimum description length", "slider",
+                                          component_args={"minimum": 1, "maximum": 128, "step": 1}),
+        "interrogate_deepbooru_score_threshold": _o(0.5, "deepbooru: score threshold", "slider",
+                                                    component_args={"minimum": 0, "maximum": 1, "step": 0.01}),
+        "deepbooru_sort_alpha": _o(True, "deepbooru: sort tags alphabetically"),
+        "deepbooru_use_spaces": _o(True, "deepbooru: use spaces in tags"),
+        "deepbooru_escape": _o(True, "deepbooru: escape (\\) brackets"),
+    }))
+    t.update(options_section(("training", "Training"), {
+        "dataset_filename_word_regex": _o("", "Filename word regex"),
+        "dataset_filename_join_string": _o(" ", "Filename join string"),
+    }))
+    t.update(options_section(("ui", "User interface"), {
+        "compact_prompt_box": _o(False, "Compact prompt layout"),
+        "return_grid": _o(True, "Show grid in gallery"),
+    }))
+    t.update(options_section(("extra_networks", "Extra Networks"), {
+        "lora_functional": _o(False, "Lora/Networks: use old method that takes longer when you have multiple Loras "
+                                     "active and produces same results as kohya-ss/sd-webui-additional-networks "
+                                     "extension"),
+        "lora_bundled_ti_to_infotext": _o(True, "Add Lora name as TI hashes for bundled Textual Inversion"),
+        "lora_not_found_warning_console": _o(False, "Lora not found warning in console"),
+        "lora_not_found_gradio_warning": _o(False, "Lora not found warning popup in webui"),
+    }))
+    t.update(options_section(("hypertile", "Hypertile"), {
+        "hypertile_enable_unet": _o(False, "Enable Hypertile U-Net"),
+        "hypertile_enable_unet_secondpass": _o(False, "Enable Hypertile U-Net for hires fix second pass"),
+    }))
     return t

@@ -12,9 +12,9 @@ import gradio as gr
 from modules.paths import SCRIPT_PATH
 from modules.runtime import Runtime
 from modules.ui_extensions import create_extension_tabs, create_extensions_tab
+from modules.ui_extras import create_extras_tab, wire_send_to_extras
 from modules.ui_img2img import create_img2img_tab
 from modules.ui_merger import create_merger_tab
-from modules.ui_extras import create_extras_tab, wire_send_to_extras
 from modules.ui_png_info import PngInfoTab, create_png_info_tab
 from modules.ui_quicksettings import create_quicksettings
 from modules.ui_settings import create_settings_tab
@@ -115,3 +115,39 @@ def create_ui(runtime: Runtime) -> gr.Blocks:
             create_extensions_tab(runtime)
         demo.load(quick["on_load"], outputs=[quick["checkpoint"], quick["status"]], api_visibility="private")
     return demo
+
+
+# --- A1111 names extensions import from `modules.ui` -------------------------------------------------------------
+from modules import ui_gradio3_compat  # noqa: E402,F401 - registers the Gradio 3 translation for extension UIs
+from modules.ui_common import (  # noqa: E402,F401
+    apply_style_symbol,
+    clear_prompt_symbol,
+    create_output_panel,
+    create_refresh_button,
+    folder_symbol,
+    gr_show,
+    paste_symbol,
+    plaintext_to_html,
+    refresh_symbol,
+    save_style_symbol,
+)
+
+txt2img_paste_fields: list = []
+"""A1111 fills these with (component, infotext key) pairs; extensions append theirs. (Ours: infotext_utils.)"""
+img2img_paste_fields: list = []
+
+
+def versions_html() -> str:
+    """The footer's version line (A1111: python, torch, xformers, gradio, checkpoint)."""
+    import platform
+
+    import torch
+
+    from modules import launch_utils
+
+    return (f"version: {launch_utils.git_tag()} &#x2000;•&#x2000; python: {platform.python_version()} &#x2000;•&#x2000; "
+            f"torch: {torch.__version__} &#x2000;•&#x2000; gradio: {gr.__version__}")
+
+
+def gr_show_and_load(value: object = None, visible: bool = True) -> object:
+    return gr.update(visible=visible, value=value) if value is not None else gr.update(visible=visible)

@@ -6,6 +6,8 @@ from typing import Any
 
 import gradio as gr
 
+from modules import ui_gradio3_compat  # noqa: F401 - extensions importing these classes get the Gradio 3 translation
+
 
 class FormComponent:
     """Marker base A1111 uses for components that sit in a form row."""

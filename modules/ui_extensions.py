@@ -28,6 +28,9 @@ def refresh(runtime: Runtime) -> list[Extension]:
         if ext.name in old:
             ext.status, ext.can_update = old[ext.name].status, old[ext.name].can_update
             ext.errors = list(dict.fromkeys(old[ext.name].errors + ext.errors))
+            # How its scripts loaded at start-up stays true until the next start.
+            ext.scripts_loaded, ext.scripts_failed = old[ext.name].scripts_loaded, old[ext.name].scripts_failed
+            ext.load_attempted = old[ext.name].load_attempted
     runtime.extensions = found
     return found
 
@@ -42,8 +45,11 @@ def installed_table(runtime: Runtime) -> str:
             f'<tr data-extension="{html.escape(e.name)}"><td>{"✅" if e.enabled else "⬜"} {html.escape(e.name)}'
             f'{errs}</td><td>{"built-in" if e.is_builtin else html.escape(e.remote or "")}</td>'
             f"<td>{html.escape(e.branch or '')}</td><td>{version}</td><td>{date}</td>"
-            f"<td>{html.escape(e.status)}</td></tr>")
-    head = "<tr><th>Extension</th><th>URL</th><th>Branch</th><th>Version</th><th>Date</th><th>Update</th></tr>"
+            f"<td>{html.escape(e.status)}</td>"
+            f'<td class="extension-load-status" data-load-status="{html.escape(e.load_status)}">'
+            f"{html.escape(e.load_summary())}</td></tr>")
+    head = ("<tr><th>Extension</th><th>URL</th><th>Branch</th><th>Version</th><th>Date</th><th>Update</th>"
+            "<th>Loaded</th></tr>")
     return f'<table id="extensions_installed_table" class="extensions-table">{head}{"".join(rows)}</table>'
 
 

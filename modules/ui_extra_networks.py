@@ -354,8 +354,9 @@ def create_extra_networks_ui(runtime: Any, tabname: str, c: dict[str, Any]) -> d
     out: dict[str, Any] = {}
     with gr.Accordion("Extra networks", open=False, elem_id=f"{tabname}_extra_networks"), \
             gr.Tabs(elem_id=f"{tabname}_extra_tabs"):
-        for cls in PAGE_CLASSES:
-            page = cls(runtime)
+        from modules.ui_extra_networks_pages import extension_pages
+
+        for page in [cls(runtime) for cls in PAGE_CLASSES] + extension_pages(runtime):  # extensions' pages last
             out[page.page_id] = _create_page(runtime, page, tabname, prompt, negative)
     return out
 
@@ -477,3 +478,7 @@ def _create_page(runtime: Any, page: Page, tabname: str, prompt: Any, negative: 
     cancel.click(lambda: gr.update(visible=False), outputs=[editor], api_visibility="private")
     return {"search": search, "folder": folder, "sort": sort, "refresh": refresh, "cards": cards_html,
             "editor": editor, "load": (current, controls, [cards_html, folder])}
+
+
+# A1111's page API lives in its own module; extensions reach it under this module's name.
+from modules.ui_extra_networks_pages import ExtraNetworksPage, extra_pages, quote_js, register_page  # noqa: E402,F401

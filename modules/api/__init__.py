@@ -32,6 +32,10 @@ def mount(app: Any, runtime: Any, *, max_body: int | None = None) -> None:
     from modules.api.routes_extras import create_extras_router
 
     app.include_router(create_extras_router(), prefix=API_PREFIX, tags=["sdapi"])  # before: its /upscalers wins
+    from modules.api import routes_extensions
+
+    # Included first so that its /extensions (with load status) is the one matched.
+    app.include_router(routes_extensions.create_router(), prefix=API_PREFIX, tags=["sdapi"])
     app.include_router(create_router(), prefix=API_PREFIX, tags=["sdapi"])
     app.include_router(create_merger_router(), prefix=API_PREFIX, tags=["sdapi"])
     app.include_router(create_train_router(), prefix=API_PREFIX, tags=["sdapi"])

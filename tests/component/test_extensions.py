@@ -98,7 +98,7 @@ def test_ldm_only_attributes_raise_naming_the_extension(tmp_path: Path) -> None:
     code = compile("proxy.model.diffusion_model", str(tmp_path / "extensions" / "my-ext" / "scripts" / "x.py"), "eval")
     with pytest.raises(shared.LDMOnlyError, match="my-ext.*sd_model.model"):
         eval(code, {"proxy": proxy})
-    code = compile("sd_hijack.model_hijack", str(tmp_path / "extensions" / "other" / "scripts" / "y.py"), "eval")
+    code = compile("sd_hijack.model_hijack.hijack", str(tmp_path / "extensions" / "other" / "scripts" / "y.py"), "eval")
     with pytest.raises(AttributeError, match="'other'.*sd_hijack"):
         eval(code, {"sd_hijack": sd_hijack})
 
