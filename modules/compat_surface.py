@@ -10,7 +10,7 @@ import random
 from collections import namedtuple
 from typing import Any
 
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image
 
 # ---------------------------------------------------------------------------------------------------------------
 # -> modules.processing: create_binary_mask, create_random_tensors, get_fixed_seed, opt_f, opt_C
@@ -172,54 +172,6 @@ def create_sampler(name: str, model: Any) -> Any:
     from modules.shared import ldm_only_error
 
     raise ldm_only_error("modules.sd_samplers.create_sampler")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# -> modules.masking: get_crop_region, expand_crop_region, fill
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def get_crop_region(mask: Any, pad: int = 0) -> tuple[int, int, int, int]:
-    """(x1, y1, x2, y2) of the mask's non-zero pixels grown by `pad`, within the image; the whole image if empty."""
-    if not isinstance(mask, Image.Image):
-        mask = Image.fromarray(mask)
-    box = mask.convert("L").getbbox()
-    if box is None:
-        return 0, 0, mask.width, mask.height
-    x1, y1, x2, y2 = box
-    return max(x1 - pad, 0), max(y1 - pad, 0), min(x2 + pad, mask.width), min(y2 + pad, mask.height)
-
-
-def _grow_span(lo: int, hi: int, extra: int, limit: int) -> tuple[int, int]:
-    """Widen [lo, hi) by `extra` around its centre, then slide it back inside [0, limit]."""
-    lo, hi = lo - extra // 2, hi + extra - extra // 2
-    if hi >= limit:
-        lo, hi = lo - (hi - limit), limit
-    if lo < 0:
-        lo, hi = 0, hi - lo
-    return lo, min(hi, limit)
-
-
-def expand_crop_region(crop_region: tuple[int, int, int, int], processing_width: int, processing_height: int,
-                       image_width: int, image_height: int) -> tuple[int, int, int, int]:
-    """Grow the region (on its short side) to the processing size's aspect ratio, staying inside the image."""
-    x1, y1, x2, y2 = crop_region
-    target_ratio = processing_width / processing_height
-    if (x2 - x1) / (y2 - y1) > target_ratio:
-        y1, y2 = _grow_span(y1, y2, int((x2 - x1) / target_ratio - (y2 - y1)), image_height)
-    else:
-        x1, x2 = _grow_span(x1, x2, int((y2 - y1) * target_ratio - (x2 - x1)), image_width)
-    return x1, y1, x2, y2
-
-
-def fill(image: Image.Image, mask: Image.Image) -> Image.Image:
-    """A1111's "fill" masked content: the unmasked colours, blurred ever less and stacked, flow into the hole."""
-    keep = Image.new("RGBa", image.size)
-    keep.paste(image.convert("RGBA").convert("RGBa"), mask=ImageOps.invert(mask.convert("L")))
-    out = Image.new("RGBA", image.size)
-    for radius in (256, 64, 16, 16, 4, 4, 4, 4, 2, 2, 0):  # wide blurs first, the sharp original on top
-        out.alpha_composite(keep.filter(ImageFilter.GaussianBlur(radius)).convert("RGBA"))
-    return out.convert("RGB")
 
 
 # ---------------------------------------------------------------------------------------------------------------

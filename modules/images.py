@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from modules import filename_pattern
+from modules.compat_surface import GridAnnotation  # noqa: F401 - A1111 name extensions import from here
 from modules.errors import WebUIError
 from modules.filename_pattern import FilenameContext, avoid_reserved_name, truncate_utf8
 from modules.image_metadata import (

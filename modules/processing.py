@@ -17,12 +17,14 @@ import torch
 from PIL import Image
 
 from modules import hires, image_conditioning, img2img_prepare, process_loop, refiner, sampling_run, sd_samplers
+from modules.compat_surface import create_binary_mask, create_random_tensors, get_fixed_seed
 from modules.errors import ValidationError
 from modules.processed import VERSION, Processed, create_infotext, fix_seed
 from modules.state import JobState
 
 __all__ = ["VERSION", "Processed", "StableDiffusionProcessing", "StableDiffusionProcessingImg2Img",
-           "StableDiffusionProcessingTxt2Img", "create_infotext", "fix_seed", "process_images", "validate"]
+           "StableDiffusionProcessingTxt2Img", "create_binary_mask", "create_infotext", "create_random_tensors",
+           "fix_seed", "get_fixed_seed", "process_images", "validate"]
 log = logging.getLogger(__name__)
 opt_C = 4  # A1111's latent channels and
 opt_f = 8  # image pixels per latent pixel, which extensions read

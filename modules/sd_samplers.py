@@ -428,3 +428,13 @@ def sample(
         return cfg.function(model, x, sigmas, extra_args=extra_args, callback=step_callback, **kwargs)
     except SamplingInterrupted:
         return last["denoised"] if last["denoised"] is not None else x
+
+
+# A1111's sampler lists for extensions (SamplerData tuples), built from SAMPLERS above.
+from modules.compat_surface import (  # noqa: E402, F401
+    all_samplers,
+    create_sampler,
+    samplers,
+    samplers_for_img2img,
+    samplers_map,
+)

@@ -217,3 +217,15 @@ class VaeSelector:
             p.sd_vae_name = p.sd_vae_hash = None
         else:
             p.sd_vae_name, p.sd_vae_hash = choice.path.name, self.db.shorthash(choice.path)
+
+
+# A1111's module-level names for extensions (see compat_surface): vae_dict is read live from the database.
+from modules.compat_surface import load_vae_dict, refresh_vae_list  # noqa: E402, F401
+
+
+def __getattr__(name: str) -> Any:
+    if name == "vae_dict":
+        from modules.compat_surface import vae_dict
+
+        return vae_dict()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from modules import job_runner
+from modules.compat_surface import txt2img  # noqa: F401 - A1111's UI entry point; raises a clear error
 from modules.params import Txt2ImgParams
 from modules.processing import StableDiffusionProcessingTxt2Img
 from modules.state import JobState
@@ -21,4 +22,4 @@ def build_processing(runtime: Any, params: Txt2ImgParams, state: JobState, *, is
     return p
 
 
-txt2img_create_processing = build_processing
+txt2img_create_processing = build_processing  # (runtime, params, state): our arguments, not A1111's UI list
