@@ -28,9 +28,31 @@ SAME_SAMPLER = "Use same sampler"
 SAME_SCHEDULER = "Use same scheduler"
 
 
-def upscaler_names() -> list[str]:
-    """The Hires. fix Upscaler dropdown: latent modes first, then the image upscalers, as A1111 orders them."""
-    return upscalers.hires_upscaler_names()
+def upscaler_names(runtime: Any = None) -> list[str]:
+    """The Hires. fix Upscaler dropdown: latent modes first, then the image upscalers (model ones from the
+    Extras registry when a runtime is given), as A1111 orders them."""
+    if runtime is None:
+        return upscalers.hires_upscaler_names()
+    from modules import upscaler
+
+    return upscaler.hires_upscaler_names(runtime, list(LATENT_UPSCALE_MODES))
+
+
+def model_upscaler(p: Any) -> Any:
+    """The job's model-upscaler call for image_resize (None without a runtime): tiled, with progress on p.state."""
+    runtime = getattr(p, "runtime", None)
+    if runtime is None:
+        return None
+    from modules import upscaler
+
+    return lambda image, name, size: upscaler.upscale_image(runtime, name, image, size, p.state, "hr_upscaler")
+
+
+def _known_upscaler(p: Any, name: str) -> bool:
+    if upscalers.is_known(name):
+        return True
+    runtime = getattr(p, "runtime", None)
+    return runtime is not None and name in upscaler_names(runtime)
 
 
 @dataclass(frozen=True)
@@ -104,10 +126,9 @@ def validate_hires(p: Any) -> None:
         )
     if not _number(p.denoising_strength) or not 0 <= p.denoising_strength <= 1:
         raise ValidationError("denoising_strength", f"must be a number from 0 to 1, got {p.denoising_strength!r}")
-    if p.hr_upscaler is not None and not upscalers.is_known(p.hr_upscaler):
-        raise ValidationError(
-            "hr_upscaler", f"could not find upscaler named {p.hr_upscaler!r}; available: {', '.join(upscaler_names())}"
-        )
+    if p.hr_upscaler is not None and not _known_upscaler(p, p.hr_upscaler):
+        available = ", ".join(upscaler_names(getattr(p, "runtime", None)))
+        raise ValidationError("hr_upscaler", f"could not find upscaler named {p.hr_upscaler!r}; available: {available}")
     size = target_size(p.width, p.height, p.hr_scale, p.hr_resize_x, p.hr_resize_y)
     if not OPT_F <= size.width <= MAX_HIRES_SIDE or not OPT_F <= size.height <= MAX_HIRES_SIDE:
         raise ValidationError(
@@ -249,7 +270,8 @@ def upscale_first_pass(p: Any, samples: torch.Tensor, decoded: torch.Tensor | No
             image = vae.to_pil(x)
             if _wants_intermediate(p):
                 _save_before_hires(p, image, i, seeds)
-            image = upscale_to(image, size.upscale_to_x, size.upscale_to_y, p.hr_upscaler)
+            image = upscale_to(image, size.upscale_to_x, size.upscale_to_y, p.hr_upscaler,
+                               model_upscale=model_upscaler(p))
             batch.append(vae.from_pil(image))
         samples = vae.encode_images(model, torch.stack(batch))
     ty, tx = size.truncate_y, size.truncate_x

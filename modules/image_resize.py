@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -11,15 +13,24 @@ RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill", "Just resiz
 LANCZOS = Image.Resampling.LANCZOS
 
 
+ModelUpscale = Callable[[Image.Image, str, tuple[int, int]], Image.Image]
+
+
 def upscale_to(image: Image.Image, width: int, height: int, upscaler: str | None,
-               registry: UpscalerRegistry | None = None) -> Image.Image:
+               registry: UpscalerRegistry | None = None, model_upscale: ModelUpscale | None = None) -> Image.Image:
     """Resize to exactly width x height; growing runs the upscaler to the scale first (A1111's resize()).
 
     The upscaler's output is cut down to a multiple of 8 before the exact Lanczos fit, as A1111 does; "None",
-    shrinking and no upscaler are a plain Lanczos resize.
+    shrinking and no upscaler are a plain Lanczos resize. A name that is not a model-free upscaler goes to
+    `model_upscale(image, name, (w, h))` (the model upscalers of models/ESRGAN..., run tiled with progress).
     """
     chosen = (registry or DEFAULT_REGISTRY).get(upscaler)
-    if chosen is not None and chosen.name != "None":
+    if chosen is None and upscaler and upscaler != "None" and model_upscale is not None:
+        scale = max(width / image.width, height / image.height)
+        if scale > 1.0:
+            dest = (int((image.width * scale) // 8 * 8), int((image.height * scale) // 8 * 8))
+            image = model_upscale(image, upscaler, dest)
+    elif chosen is not None and chosen.name != "None":
         scale = max(width / image.width, height / image.height)
         if scale > 1.0:
             dest = (int((image.width * scale) // 8 * 8), int((image.height * scale) // 8 * 8))
@@ -32,20 +43,20 @@ def upscale_to(image: Image.Image, width: int, height: int, upscaler: str | None
 
 
 def resize_image(resize_mode: int, im: Image.Image, width: int, height: int, upscaler_name: str | None = None,
-                 registry: UpscalerRegistry | None = None) -> Image.Image:
+                 registry: UpscalerRegistry | None = None, model_upscale: ModelUpscale | None = None) -> Image.Image:
     """A1111's four modes: 0 just resize, 1 crop and resize (fill the box, crop the overhang), 2 resize and fill
     (fit inside, stretch the edge rows/columns into the gap), 3 just resize (the latent upscale is done elsewhere;
     here it is a plain resize, as A1111's mode 3 with no upscaler)."""
     if resize_mode not in (0, 1, 2, 3):
         raise ValueError(f"resize_mode must be 0-3 ({', '.join(RESIZE_MODES)}), got {resize_mode!r}")
     if resize_mode in (0, 3):
-        return upscale_to(im, width, height, upscaler_name if resize_mode == 0 else "None", registry)
+        return upscale_to(im, width, height, upscaler_name if resize_mode == 0 else "None", registry, model_upscale)
     ratio, src_ratio = width / height, im.width / im.height
     if resize_mode == 1:
         # Scale so the image covers the box, then crop the centre.
         src_w = width if ratio > src_ratio else im.width * height // im.height
         src_h = height if ratio <= src_ratio else im.height * width // im.width
-        resized = upscale_to(im, src_w, src_h, upscaler_name, registry)
+        resized = upscale_to(im, src_w, src_h, upscaler_name, registry, model_upscale)
         out = Image.new("RGB", (width, height))
         out.paste(resized, box=(width // 2 - src_w // 2, height // 2 - src_h // 2))
         return out

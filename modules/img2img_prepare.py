@@ -118,7 +118,8 @@ def init(p: Any, all_seeds: list[int]) -> None:
     for im in p.init_images:
         image = flatten(im, background)
         if crop is None and p.resize_mode != LATENT_RESIZE_MODE:
-            image = resize_image(p.resize_mode, image, p.width, p.height, p.opt("upscaler_for_img2img", None))
+            image = resize_image(p.resize_mode, image, p.width, p.height, p.opt("upscaler_for_img2img", None),
+                                 model_upscale=_model_upscaler(p))
         if mask is not None:
             overlay = Image.new("RGBa", image.size)
             overlay.paste(image.convert("RGBA").convert("RGBa"), mask=ImageOps.invert(p.mask_for_overlay))
@@ -178,6 +179,16 @@ def init(p: Any, all_seeds: list[int]) -> None:
     p.extra_generation_params["Denoising strength"] = p.denoising_strength
     if p.image_cfg_scale is not None and _is_ip2p(model):
         p.extra_generation_params["Image CFG scale"] = p.image_cfg_scale
+
+
+def _model_upscaler(p: Any) -> Any:
+    runtime = getattr(p, "runtime", None)
+    if runtime is None:
+        return None
+    from modules import upscaler
+
+    return lambda image, name, size: upscaler.upscale_image(runtime, name, image, size, p.state,
+                                                            "upscaler_for_img2img")
 
 
 def _is_ip2p(model: Any) -> bool:

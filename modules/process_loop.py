@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from modules import extra_networks, images, refiner, sampling_run, script_callbacks, vae
+from modules.errors import WebUIError
 from modules.extra_networks_syntax import extract_extra_networks, parse_prompts
 from modules.model_patcher import JobPatches
 from modules.processed import Processed, create_infotext, fix_seed
@@ -58,6 +59,30 @@ def run(p: Any) -> Processed:
         return _run(p, models)
 
 
+def _restore_faces(p: Any, image: Image.Image, index: int, errors: list[str]) -> Image.Image:
+    """`restore_faces` for one image (A1111: after decoding, before the postprocess_image scripts)."""
+    from modules import face_restoration
+
+    runtime = getattr(p, "runtime", None)
+    if runtime is None:
+        return image
+    if p.opt("save_images_before_face_restoration", False) and p.opt("samples_save", True) \
+            and not p.do_not_save_samples and p.outpath_samples:
+        text = create_infotext(p, p.all_prompts, p.all_seeds, p.all_subseeds, None, p.iteration, index)
+        try:
+            images.save_image(image, p.outpath_samples, "", p.seeds[index], p.prompts[index],
+                              p.opt("samples_format", "png"), info=text, p=p, suffix="-before-face-restoration",
+                              opts=p.opts)
+        except OSError as e:
+            _save_error(errors, e)
+    try:
+        return face_restoration.restore_image(runtime, image)
+    except WebUIError as e:  # e.g. the model file is missing: the image is kept as it is, and the user told why
+        if str(e) not in errors:
+            errors.append(str(e))
+        return image
+
+
 def _save_error(errors: list[str], e: OSError) -> None:
     log.error("%s", e)  # one failed save must not lose the others
     errors.append(str(e))
@@ -71,6 +96,8 @@ def _run(p: Any, models: Any) -> Processed:
         scripts.setup_scripts(p)
         scripts.before_process(p)
     fix_seed(p)
+    if p.restore_faces is None:
+        p.restore_faces = bool(p.opt("face_restoration", False))
     sampling_run.setup_prompts(p)
     sampling_run.setup_seeds(p)
     if scripts is not None:
@@ -125,6 +152,8 @@ def _run(p: Any, models: Any) -> Processed:
         for i, x in enumerate(decoded):
             p.batch_index = i
             image = vae.to_pil(x) if isinstance(x, torch.Tensor) else x
+            if p.restore_faces:
+                image = _restore_faces(p, image, i, errors)
             if scripts is not None:
                 pp = PostprocessImageArgs(image)
                 scripts.postprocess_image(p, pp)

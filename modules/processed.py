@@ -35,6 +35,7 @@ class Processed:
         self.sampler_name, self.scheduler = p.sampler_name, p.scheduler
         self.cfg_scale, self.steps, self.batch_size = p.cfg_scale, p.steps, p.batch_size
         self.restore_faces, self.styles = p.restore_faces, p.styles
+        self.face_restoration_model = p.opt("face_restoration_model", None) if p.restore_faces else None
         self.sd_model_name, self.sd_model_hash = p.sd_model_name, p.sd_model_hash
         self.sd_vae_name, self.sd_vae_hash = p.sd_vae_name, p.sd_vae_hash
         self.seed_resize_from_w, self.seed_resize_from_h = p.seed_resize_from_w, p.seed_resize_from_h
@@ -61,7 +62,8 @@ class Processed:
             "subseed": self.subseed, "all_subseeds": self.all_subseeds, "subseed_strength": self.subseed_strength,
             "width": self.width, "height": self.height, "sampler_name": self.sampler_name,
             "cfg_scale": self.cfg_scale, "steps": self.steps, "batch_size": self.batch_size,
-            "restore_faces": self.restore_faces, "face_restoration_model": None,
+            "restore_faces": self.restore_faces,
+            "face_restoration_model": self.face_restoration_model or None,
             "sd_model_name": self.sd_model_name, "sd_model_hash": self.sd_model_hash,
             "sd_vae_name": self.sd_vae_name, "sd_vae_hash": self.sd_vae_hash,
             "seed_resize_from_w": self.seed_resize_from_w, "seed_resize_from_h": self.seed_resize_from_h,
@@ -105,6 +107,7 @@ def create_infotext(p: Any, all_prompts: list[str], all_seeds: list[int],
         "Schedule type": sched_label,
         "CFG scale": p.cfg_scale,
         "Seed": all_seeds[index] if index < len(all_seeds) else p.seed,
+        "Face restoration": p.opt("face_restoration_model", "CodeFormer") if p.restore_faces else None,
         "Size": f"{p.width}x{p.height}",
         "Model hash": p.sd_model_hash if p.opt("add_model_hash_to_info", True) else None,
         "Model": p.sd_model_name if p.opt("add_model_name_to_info", True) else None,

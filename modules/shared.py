@@ -18,8 +18,6 @@ __all__ = ["OptionHTML", "OptionInfo", "State", "options_section", "bind", "unbi
 _runtime: Any = None
 demo: Any = None
 script_path = str(SCRIPT_PATH)
-sd_upscalers: list[Any] = []
-face_restorers: list[Any] = []
 latent_upscale_modes: dict[str, Any] = {}
 settings_components: dict[str, Any] = {}
 tab_names: list[str] = []
@@ -334,6 +332,18 @@ def html(filename: str) -> str:
 
 
 def __getattr__(name: str) -> Any:
+    if name == "sd_upscalers":  # A1111's list of UpscalerData (built-in, model files, extensions' Upscalers)
+        if _runtime is None:
+            return []
+        from modules import upscaler
+
+        return upscaler.registry_for(_runtime).scalers
+    if name == "face_restorers":
+        if _runtime is None:
+            return []
+        from modules import face_restoration
+
+        return face_restoration.restorers_for(_runtime)
     if name == "opts":
         return _need_runtime(name).opts
     if name == "cmd_opts":

@@ -287,7 +287,7 @@ def _hires_and_refiner_ui(runtime: Runtime, c: dict[str, Any]) -> None:
             c["hr_final_resolution"] = gr.Markdown(_hr_resolution_text(512, 512, 2.0, 0, 0),
                                                    elem_id="txt2img_hr_finalres")
             with gr.Row(elem_id="txt2img_hires_fix_row1"):
-                c["hr_upscaler"] = gr.Dropdown(hires.upscaler_names(), value=hires.LATENT_UPSCALE_DEFAULT,
+                c["hr_upscaler"] = gr.Dropdown(hires.upscaler_names(runtime), value=hires.LATENT_UPSCALE_DEFAULT,
                                                label="Upscaler", elem_id="txt2img_hr_upscaler")
                 c["hr_second_pass_steps"] = gr.Slider(0, 150, value=0, step=1, label="Hires steps",
                                                       elem_id="txt2img_hires_steps")

@@ -237,10 +237,6 @@ def create_router() -> APIRouter:
     def schedulers() -> Any:
         return service.schedulers()
 
-    @router.get("/upscalers", response_model=list[models.UpscalerItem])
-    def upscalers() -> Any:
-        return service.upscalers()
-
     @router.get("/latent-upscale-modes", response_model=list[models.LatentUpscalerModeItem])
     def latent_upscale_modes() -> Any:
         return service.latent_upscale_modes()
@@ -256,10 +252,6 @@ def create_router() -> APIRouter:
     @router.get("/hypernetworks", response_model=list[models.HypernetworkItem])
     def hypernetworks(request: Request) -> Any:
         return service.hypernetworks(_runtime(request))
-
-    @router.get("/face-restorers", response_model=list[models.FaceRestorerItem])
-    def face_restorers() -> Any:
-        return []
 
     @router.get("/prompt-styles", response_model=list[models.PromptStyleItem])
     def prompt_styles(request: Request) -> Any:
@@ -300,10 +292,6 @@ def create_router() -> APIRouter:
     @router.get("/script-info", response_model=list[models.ScriptInfo])
     def script_info(request: Request) -> Any:
         return service.script_info(_runtime(request))
-
-    @router.get("/extensions", response_model=list[models.ExtensionItem])
-    def extensions(request: Request) -> Any:
-        return service.extensions(_runtime(request))
 
     @router.post("/unload-checkpoint")
     def unload_checkpoint(request: Request) -> None:

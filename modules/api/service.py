@@ -233,12 +233,6 @@ def _hires() -> Any:
     return hires
 
 
-def upscalers() -> list[dict[str, Any]]:
-    hires = _hires()
-    names = list(getattr(hires, "IMAGE_UPSCALERS", None) or ["None"])
-    return [{"name": n, "model_name": None, "model_path": None, "model_url": None, "scale": 4} for n in names]
-
-
 def latent_upscale_modes() -> list[dict[str, str]]:
     return [{"name": n} for n in getattr(_hires(), "LATENT_UPSCALE_MODES", None) or []]
 
@@ -390,25 +384,6 @@ def script_info(runtime: Any) -> list[dict[str, Any]]:
             out.append(
                 {"name": _script_name(s), "is_alwayson": bool(s.alwayson), "is_img2img": is_img2img, "args": args}
             )
-    return out
-
-
-def extensions(runtime: Any) -> list[dict[str, Any]]:
-    out = []
-    for ext in getattr(runtime, "extensions", None) or []:
-        if not getattr(ext, "remote", None):
-            continue
-        out.append(
-            {
-                "name": ext.name,
-                "remote": ext.remote,
-                "branch": getattr(ext, "branch", "") or "",
-                "commit_hash": getattr(ext, "commit_hash", "") or "",
-                "version": getattr(ext, "version", "") or "",
-                "commit_date": getattr(ext, "commit_date", 0) or 0,
-                "enabled": bool(getattr(ext, "enabled", True)),
-            }
-        )
     return out
 
 
