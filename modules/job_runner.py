@@ -73,6 +73,8 @@ class JobRequest:
     batch: dict[str, Any] | None = None  # img2img's Batch mode: folders and PNG-info options (img2img_batch)
     # Settings our own code sets for a job (never from a request body): e.g. the batch's file names.
     trusted_overrides: dict[str, Any] | None = None
+    # The body of a non-generation kind (extras, merge, train, model and settings jobs): fn(runtime, params, state).
+    service: Callable[[Any, Any, JobState], Any] | None = None
 
     @property
     def kind_name(self) -> str:
@@ -292,6 +294,8 @@ def run(runtime: Any, request: JobRequest, state: JobState) -> Any:
     """The job body for every kind."""
     params = request.params
     kind = request.kind_name
+    if request.service is not None:
+        return request.service(runtime, params, state)
     if kind in SERVICES:
         return SERVICES[kind](runtime, params, state)
     if kind not in KINDS:
@@ -320,6 +324,13 @@ def run(runtime: Any, request: JobRequest, state: JobState) -> Any:
             with p.opts.override(p.override_settings) if p.override_settings else contextlib.nullcontext():
                 processed = runner.run(p, *p.script_args)
         return processed if processed is not None else process_images(p)
+
+
+def submit_service(runtime: Any, kind: str, fn: Callable[[JobState], Any], task_id: str | None = None) -> Any:
+    """Queue a non-generation job (extras, merge, train, a model or settings change) through the same job
+    function; returns the Job."""
+    return submit(runtime, JobRequest(None, kind=kind, service=lambda _rt, _params, state: fn(state)),
+                  task_id=task_id)
 
 
 def run_now(runtime: Any, request: JobRequest) -> Any:

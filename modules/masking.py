@@ -41,14 +41,14 @@ def blur(mask: Image.Image, blur_x: int, blur_y: int) -> Image.Image:
     return Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), "L")
 
 
-def get_crop_region(mask: Image.Image | np.ndarray, pad: int = 0) -> tuple[int, int, int, int] | None:
+def get_crop_region(mask: Image.Image | np.ndarray, pad: int = 0) -> tuple[int, int, int, int]:
     """The box (x1, y1, x2, y2) around the mask's non-zero pixels, grown by `pad` and kept inside the image;
-    None for an empty mask. Takes a PIL image or (as extensions pass) a NumPy array."""
+    the whole image for an empty mask. Takes a PIL image or (as extensions pass) a NumPy array."""
     if isinstance(mask, np.ndarray):
         mask = Image.fromarray(mask.astype(np.uint8))
     box = mask.convert("L").point(lambda v: 255 if v > 0 else 0).getbbox()
     if box is None:
-        return None
+        return 0, 0, mask.width, mask.height
     x1, y1, x2, y2 = box
     return max(x1 - pad, 0), max(y1 - pad, 0), min(x2 + pad, mask.width), min(y2 + pad, mask.height)
 

@@ -430,11 +430,14 @@ def sample(
         return last["denoised"] if last["denoised"] is not None else x
 
 
-# A1111's sampler lists for extensions (SamplerData tuples), built from SAMPLERS above.
-from modules.compat_surface import (  # noqa: E402, F401
-    all_samplers,
-    create_sampler,
-    samplers,
-    samplers_for_img2img,
-    samplers_map,
-)
+# A1111's sampler lists for extensions (SamplerData tuples), built from SAMPLERS above; looked up on first use
+# because compat_surface itself reads SAMPLERS.
+_A1111_NAMES = ("all_samplers", "samplers", "samplers_for_img2img", "samplers_map", "create_sampler")
+
+
+def __getattr__(name: str):
+    if name in _A1111_NAMES:
+        from modules import compat_surface
+
+        return getattr(compat_surface, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

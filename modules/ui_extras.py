@@ -12,6 +12,7 @@ from typing import Any
 import gradio as gr
 from pydantic import ValidationError as PydanticValidationError
 
+from modules import job_runner
 from modules.errors import WebUIError
 from modules.params_extras import EXTRAS_BATCH, EXTRAS_DIRECTORY, EXTRAS_SINGLE, ExtrasJob, ExtrasOptions
 from modules.runtime import Runtime
@@ -218,7 +219,7 @@ def create_extras_tab(runtime: Runtime) -> dict[str, Any]:
         except WebUIError as e:
             yield gr.update(), "", "", "", _error_html(str(e))
             return
-        job = runtime.jobs.submit("extras", lambda state: run_extras(runtime, job_params, state))
+        job = job_runner.submit_service(runtime, "extras", lambda state: run_extras(runtime, job_params, state))
         while not job.done.wait(0.5):
             fraction, text = _status(runtime, job)
             yield gr.update(), job.id, progress_html(fraction, text), gr.update(), ""

@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 from pydantic import ValidationError as PydanticValidationError
 
-from modules import merge_blocks
+from modules import job_runner, merge_blocks
 from modules.errors import WebUIError
 from modules.merger import prepare_merge, read_metadata, run_merge
 from modules.params_merger import CONFIG_SOURCES, INTERP_METHODS, NO_VAE, MergeParams
@@ -176,7 +176,7 @@ def _wire(runtime: Runtime, c: dict[str, Any]) -> None:
         except (WebUIError, TypeError, ValueError) as e:
             yield (*keep, "", "", _error_html(str(e)))
             return
-        job = runtime.jobs.submit("model-merge", lambda state: run_merge(runtime, params, state))
+        job = job_runner.submit_service(runtime, "model-merge", lambda state: run_merge(runtime, params, state))
         yield (*keep, job.id, _progress_html(0.0, "Starting"), "")
         while not job.done.wait(0.5):
             fraction, text = _status(runtime, job)

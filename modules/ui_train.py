@@ -10,6 +10,7 @@ from typing import Any
 import gradio as gr
 from pydantic import ValidationError as PydanticValidationError
 
+from modules import job_runner
 from modules.errors import WebUIError
 from modules.params_train import (
     HYPERNETWORK_SIZES,
@@ -79,8 +80,8 @@ def run_training_ui(runtime: Runtime, params: Any) -> Iterator[tuple]:
         yield "", _error(str(e)), "", gr.update(), gr.update(), ""
         return
     monitor = TrainingMonitor()
-    job = runtime.jobs.submit(service.job_name(params),
-                              lambda state: service.run_training(runtime, params, state, monitor))
+    job = job_runner.submit_service(runtime, service.job_name(params),
+                                    lambda state: service.run_training(runtime, params, state, monitor))
     shown = 0
     while not job.done.wait(1.0):
         st = job.state
@@ -285,7 +286,8 @@ def _wire(runtime: Runtime, c: dict[str, Any], txt2img: dict[str, Any]) -> None:
         try:
             params = CreateEmbeddingParams(name=name or "", init_text=init_text or "", num_vectors_per_token=int(nvpt),
                                            overwrite_old=bool(overwrite))
-            path = runtime.jobs.run("create-embedding", lambda state: service.create_embedding(runtime, params))
+            path = runtime.jobs.wait(job_runner.submit_service(
+                runtime, "create-embedding", lambda state: service.create_embedding(runtime, params)))
         except (WebUIError, PydanticValidationError) as e:
             return gr.update(), "", _error(_message(e))
         return gr.update(choices=embedding_names(runtime), value=params.name), f"Created: {html.escape(str(path))}", ""
@@ -301,7 +303,8 @@ def _wire(runtime: Runtime, c: dict[str, Any], txt2img: dict[str, Any]) -> None:
                 name=name or "", enable_sizes=[int(s) for s in sizes or []], layer_structure=structure,
                 activation_func=activation, weight_init=init, add_layer_norm=bool(norm), use_dropout=bool(dropout),
                 dropout_structure=dropout_structure, overwrite_old=bool(overwrite))
-            path = runtime.jobs.run("create-hypernetwork", lambda state: service.create_hypernetwork(runtime, params))
+            path = runtime.jobs.wait(job_runner.submit_service(
+                runtime, "create-hypernetwork", lambda state: service.create_hypernetwork(runtime, params)))
         except (WebUIError, PydanticValidationError) as e:
             return gr.update(), "", _error(_message(e))
         return (gr.update(choices=hypernetwork_names(runtime), value=params.name), f"Created: {html.escape(str(path))}",

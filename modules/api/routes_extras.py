@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from modules.api import images
+from modules.api import images, service
 from modules.api.routes import ApiRoute, _wait
 from modules.api.service import PendingJob
 from modules.params_extras import (
@@ -62,7 +62,7 @@ def _submit(request: Request, job: ExtrasJob) -> PendingJob:
     from modules.extras import run_extras
 
     runtime = request.app.state.runtime
-    return PendingJob(runtime, "extras", lambda state: run_extras(runtime, job, state))
+    return service.submit(runtime, "extras", lambda state: run_extras(runtime, job, state))
 
 
 def upscaler_items(runtime: Any) -> list[dict[str, Any]]:

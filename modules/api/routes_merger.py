@@ -37,7 +37,7 @@ def create_merger_router() -> APIRouter:
         runtime = request.app.state.runtime
         # Everything that can be refused is refused here (422), before the job waits in the queue.
         await run_in_threadpool(_check, runtime, body)
-        pending = service.PendingJob(runtime, "model-merge", lambda state: run_merge(runtime, body, state))
+        pending = service.submit(runtime, "model-merge", lambda state: run_merge(runtime, body, state))
         while not pending.done:
             await asyncio.sleep(service.WAIT_POLL_SECONDS)
             if await request.is_disconnected():

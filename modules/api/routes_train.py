@@ -67,7 +67,7 @@ def create_router() -> APIRouter:
     async def train(request: Request, body: Any, what: str) -> dict[str, Any]:
         runtime = request.app.state.runtime
         await run_in_threadpool(training.check_request, runtime, body)
-        pending = service.PendingJob(runtime, training.job_name(body),
+        pending = service.submit(runtime, training.job_name(body),
                                      lambda state: training.run_training(runtime, body, state, is_api=True),
                                      body.force_task_id)
         result = await _wait(request, pending)

@@ -67,7 +67,7 @@ def _check_task_id(runtime: Any, task_id: str | None) -> None:
 def submit(runtime: Any, name: str, fn: Callable[[JobState], Any], task_id: str | None = None) -> PendingJob:
     """A quick non-generation job (model, settings) on the shared queue."""
     _check_task_id(runtime, task_id)
-    return PendingJob(runtime.jobs.submit(name, fn, task_id=task_id))
+    return PendingJob(job_runner.submit_service(runtime, name, fn, task_id=task_id))
 
 
 def run_job(runtime: Any, name: str, fn: Callable[[JobState], Any]) -> Any:

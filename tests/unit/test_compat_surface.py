@@ -75,6 +75,8 @@ def test_sd_samplers_names() -> None:
 
 
 def test_masking_crop_region_and_fill() -> None:
+    from modules import masking as cs  # the A1111 names live in modules.masking itself
+
     mask = Image.new("L", (64, 32), 0)
     mask.paste(255, (10, 8, 20, 12))
     assert cs.get_crop_region(mask, pad=4) == (6, 4, 24, 16)
