@@ -126,3 +126,33 @@ def test_img2img_refuses_bad_input(runtime) -> None:
     with pytest.raises(Exception, match="mask"):
         job_runner.run_now(runtime, job_runner.JobRequest(Img2ImgParams(
             init_images=[_gradient()], mask=black, width=64, height=64, steps=1)))
+
+
+def test_img2img_equals_diffusers_img2img_on_the_same_latents(runtime) -> None:
+    """The math of item 3 against an independent implementation: diffusers' img2img pipeline, given our
+    (posterior-mean) init latents. A1111 runs t_enc + 1 = int(0.6 * 10) + 1 = 7 of the 10 steps, which is what
+    diffusers runs at strength 0.7 (its int(10 * 0.7) = 7 last timesteps)."""
+    import torch
+    from diffusers import EulerDiscreteScheduler, StableDiffusionImg2ImgPipeline
+
+    from modules import vae
+
+    runtime.opts.set("randn_source", "CPU")
+    init = _gradient()
+    params = Img2ImgParams(prompt="a photo of a cat", negative_prompt="", sampler_name="Euler", scheduler="Karras",
+                           steps=10, cfg_scale=7.0, seed=1, width=64, height=64, init_images=[init],
+                           denoising_strength=0.6, do_not_save_samples=True)
+    ours = job_runner.run_now(runtime, job_runner.JobRequest(params))
+    pipe = runtime.models.current.pipe
+    sched = EulerDiscreteScheduler.from_config(pipe.scheduler.config, use_karras_sigmas=True,
+                                               timestep_spacing="linspace")
+    ref = StableDiffusionImg2ImgPipeline(vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
+                                         unet=pipe.unet, scheduler=sched, safety_checker=None,
+                                         feature_extractor=None, requires_safety_checker=False)
+    ref.set_progress_bar_config(disable=True)
+    latents = vae.encode_images(runtime.models.current, vae.images_to_tensor([init]))
+    out = ref("a photo of a cat", image=latents, strength=0.7, num_inference_steps=10, guidance_scale=7.0,
+              generator=torch.Generator("cpu").manual_seed(1), output_type="pil").images[0]
+    diff = np.abs(np.asarray(ours.images[0], dtype=np.int16) - np.asarray(out, dtype=np.int16))
+    assert diff.max() <= 1, diff.max()
+
