@@ -101,7 +101,9 @@ def create_ui(runtime: Runtime) -> gr.Blocks:
 
             create_png_info_tab(runtime, send_buttons)
             create_extension_tabs(extension_tabs)
-            create_settings_tab(runtime)
+            settings = create_settings_tab(runtime)
             create_extensions_tab(runtime)
         demo.load(quick["on_load"], outputs=[quick["checkpoint"], quick["status"]], api_visibility="private")
+        # Gradio serves the values the page was built with: every new page asks for the current ones.
+        demo.load(settings["load"], outputs=settings["outputs"], api_visibility="private", show_progress="hidden")
     return demo
