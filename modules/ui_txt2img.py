@@ -6,6 +6,7 @@ import contextlib
 import html
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -50,6 +51,73 @@ def _validation_message(e: PydanticValidationError) -> str:
 
 def _error_html(text: str) -> str:
     return f'<div class="error">{html.escape(text)}</div>'
+
+
+class _PageJobs:
+    """Which queued or running jobs each open page started, so one page shows one progress line for all of them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[str, list[Any]] = {}
+
+    def add(self, request: gr.Request | None, job: Any) -> str:
+        page = getattr(request, "session_hash", None) or job.id
+        with self._lock:
+            self._jobs.setdefault(page, []).append(job)
+        return page
+
+    def remove(self, page: str, job: Any) -> None:
+        with self._lock:
+            jobs = self._jobs.get(page, [])
+            if job in jobs:
+                jobs.remove(job)
+            if not jobs:
+                self._jobs.pop(page, None)
+
+    def others(self, page: str, job: Any) -> list[Any]:
+        with self._lock:
+            return [j for j in self._jobs.get(page, []) if j is not job]
+
+
+_page_jobs = _PageJobs()
+
+
+def _follow(runtime: Runtime, job: Any, page: str) -> Iterator[tuple]:
+    """Stream one job's progress, preview and result into the tab's outputs.
+
+    While the job waits behind another job of the same page, that job's stream owns the outputs (and says how
+    many more are queued); this one stays silent until its turn.
+    """
+    skip7 = (gr.skip(),) * 7
+    if runtime.jobs.position(job) > 0:
+        gr.Info(f"Generate queued: {runtime.jobs.position(job)} job(s) ahead of it.")
+    last_preview = -1
+    while not job.done.wait(0.5):
+        if job.status == "queued":
+            current = runtime.jobs.current
+            if current is not None and current in _page_jobs.others(page, job):
+                yield skip7
+                continue
+        fraction, text = _status_text(runtime, job)
+        queued = sum(1 for j in _page_jobs.others(page, job) if j.status == "queued")
+        if queued and job.status == "running":
+            text += f" · {queued} more queued"
+        preview = gr.update()
+        if job.state.id_live_preview != last_preview and job.state.current_image is not None:
+            last_preview = job.state.id_live_preview
+            preview = [job.state.current_image]
+        yield preview, "", job.id, progress_html(fraction, text), "", gr.update(), gr.update()
+    if job.status == "failed":
+        yield gr.update(), "", job.id, "", _error_html(job.error or "failed"), "", ""
+        return
+    processed = job.result
+    taken = (job.finished or time.time()) - (job.started or time.time())
+    first = processed.infotexts[processed.index_of_first_image] if processed.infotexts else ""
+    log_html = f"<p>Time taken: {taken:.1f} sec.</p>"
+    if processed.errors:
+        log_html += _error_html("; ".join(processed.errors))
+    yield (processed.images, processed.js(), job.id, "", log_html,
+           f"<p>{html.escape(first).replace(chr(10), '<br>')}</p>", first)
 
 
 def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
@@ -136,7 +204,7 @@ def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
               "batch_size", "cfg_scale", "seed", "subseed_show", "subseed", "subseed_strength", "seed_resize_from_w",
               "seed_resize_from_h", "styles", *HIRES_REFINER_FIELDS]
 
-    def generate(*values: Any) -> Iterator[tuple]:
+    def generate(request: gr.Request, *values: Any) -> Iterator[tuple]:
         v = dict(zip(fields, values[:len(fields)], strict=True))
         script_args = values[len(fields):]
         extra = bool(v.pop("subseed_show"))
@@ -157,33 +225,19 @@ def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
             yield gr.update(), "", "", "", _error_html(msg), "", ""
             return
         job = runtime.jobs.submit("txt2img", lambda state: ui_scripts.run_job(runtime, params, state, script_args))
-        last_preview = -1
-        while not job.done.wait(0.5):
-            fraction, text = _status_text(runtime, job)
-            preview = gr.update()
-            if job.state.id_live_preview != last_preview and job.state.current_image is not None:
-                last_preview = job.state.id_live_preview
-                preview = [job.state.current_image]
-            yield preview, "", job.id, progress_html(fraction, text), "", gr.update(), gr.update()
-        if job.status == "failed":
-            yield gr.update(), "", job.id, "", _error_html(job.error or "failed"), "", ""
-            return
-        processed = job.result
-        taken = (job.finished or time.time()) - (job.started or time.time())
-        first = processed.infotexts[processed.index_of_first_image] if processed.infotexts else ""
-        log_html = f"<p>Time taken: {taken:.1f} sec.</p>"
-        if processed.errors:
-            log_html += _error_html("; ".join(processed.errors))
-        yield (processed.images, processed.js(), job.id, "", log_html,
-               f"<p>{html.escape(first).replace(chr(10), '<br>')}</p>", first)
+        page = _page_jobs.add(request, job)
+        try:
+            yield from _follow(runtime, job, page)
+        finally:
+            _page_jobs.remove(page, job)
 
     gen_inputs = [c[f] for f in fields] + c["script_inputs"]  # script args follow, as A1111
     outputs = [c["gallery"], c["generation_info"], c["task_id"], c["progress"], c["html_log"], c["html_info"],
                c["infotext"]]
+    # trigger_mode="multiple": a click during a run queues another job (as the API does) instead of being
+    # dropped by Gradio's default "once"; concurrency_limit=None: the handler only waits, the job queue works.
     c["generate"].click(generate, inputs=gen_inputs, outputs=outputs, api_visibility="private",
-                        show_progress="hidden", concurrency_limit=None)
-    c["prompt"].submit(generate, inputs=gen_inputs, outputs=outputs, api_visibility="private",
-                       show_progress="hidden", concurrency_limit=None)
+                        show_progress="hidden", concurrency_limit=None, trigger_mode="multiple")
 
     def interrupt(task_id: str) -> None:
         job = runtime.jobs.get(task_id) if task_id else None

@@ -1,0 +1,89 @@
+"""Generate, Interrupt and Skip in a real browser: the keyboard shortcuts, and a second Generate during a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.tiny_models import write_tiny_checkpoint
+from tests.live_server import LiveServer
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    data = tmp_path_factory.mktemp("generate")
+    write_tiny_checkpoint("sd1", data / "models" / "Stable-diffusion", "tiny", seed=3)
+    with LiveServer(data, "--no-half") as url:
+        yield url, data
+
+
+def saved(data: Path) -> int:
+    return len(list((data / "outputs" / "txt2img-images").rglob("*.png")))
+
+
+def set_number(page, elem_id: str, value: int) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def prepare(page, url: str, steps: int, count: int) -> None:
+    page.goto(url)
+    page.locator("#sd_model_status").filter(has_text="Loaded").wait_for(timeout=60000)
+    page.locator("#txt2img_prompt textarea").fill("a red cube")
+    for elem_id, value in (("txt2img_width", 64), ("txt2img_height", 64), ("txt2img_steps", steps),
+                           ("txt2img_batch_count", count)):
+        set_number(page, elem_id, value)
+
+
+def test_keyboard_shortcuts_generate_skip_interrupt(page, server) -> None:
+    url, data = server
+    before = saved(data)
+    prepare(page, url, steps=3, count=1)
+    # Ctrl+Enter in the prompt box generates.
+    page.locator("#txt2img_prompt textarea").press("Control+Enter")
+    page.locator("#html_log_txt2img").filter(has_text="Time taken").wait_for(timeout=120000)
+    assert saved(data) == before + 1
+
+    # A long run: Alt+Enter presses Skip, Esc presses Interrupt and the run stops early.
+    set_number(page, "txt2img_steps", 150)
+    set_number(page, "txt2img_batch_count", 40)
+    page.evaluate("window.skips = 0; document.querySelector('#txt2img_skip')"
+                  ".addEventListener('click', () => window.skips++)")
+    before = saved(data)
+    page.locator("#txt2img_prompt textarea").press("Control+Enter")
+    page.locator("#txt2img_progress .progressDiv").wait_for(timeout=60000)
+    page.keyboard.press("Alt+Enter")
+    page.wait_for_function("window.skips === 1", timeout=10000)
+    page.keyboard.press("Escape")
+    page.locator("#txt2img_progress .progressDiv").wait_for(state="detached", timeout=120000)
+    assert saved(data) - before < 40  # interrupted long before 40 images
+    # Esc with nothing running does nothing (and never reaches a job started elsewhere).
+    page.keyboard.press("Escape")
+    assert not page.js_errors
+
+
+def test_second_generate_during_a_run_is_queued(page, server) -> None:
+    from PIL import Image
+
+    url, data = server
+    prepare(page, url, steps=150, count=40)  # far too long to end by itself during the test
+    page.locator("#txt2img_generate").click()
+    page.locator("#txt2img_progress .progressDiv").wait_for(timeout=60000)
+    page.locator("#txt2img_prompt textarea").fill("a blue sphere")
+    set_number(page, "txt2img_steps", 2)
+    set_number(page, "txt2img_batch_count", 1)
+    page.locator("#txt2img_generate").click()
+    # The page says so: a toast, then the running job's progress line counts the queued one.
+    page.get_by_text("Generate queued").first.wait_for(timeout=30000)
+    page.locator("#txt2img_progress").filter(has_text="1 more queued").wait_for(timeout=30000)
+    page.locator("#txt2img_interrupt").click()  # ends the first run; the queued one runs next
+    page.locator("#html_info_txt2img").filter(has_text="a blue sphere").wait_for(timeout=120000)
+    spheres = [f for f in (data / "outputs" / "txt2img-images").rglob("*.png")
+               if "a blue sphere" in Image.open(f).info.get("parameters", "")]
+    assert len(spheres) == 1
+    assert "Steps: 2," in Image.open(spheres[0]).info["parameters"]
+    assert not page.js_errors
