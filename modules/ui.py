@@ -15,7 +15,7 @@ from modules.ui_extensions import create_extension_tabs, create_extensions_tab
 from modules.ui_png_info import PngInfoTab, create_png_info_tab
 from modules.ui_quicksettings import create_quicksettings
 from modules.ui_settings import create_settings_tab
-from modules.ui_txt2img import create_txt2img_tab, paste_values
+from modules.ui_txt2img import create_txt2img_tab
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def create_ui(runtime: Runtime) -> gr.Blocks:
             def send_buttons(tab: PngInfoTab) -> None:
                 # A1111's "Send to txt2img": fill every field from the image's infotext and switch tabs.
                 button = gr.Button("Send to txt2img", elem_id="txt2img_tab")
-                button.click(paste_values, inputs=[tab.generation_info], outputs=t2i["paste_outputs"],
+                button.click(t2i["paste_fn"], inputs=[tab.generation_info], outputs=t2i["paste_outputs"],
                              api_visibility="private").then(lambda: gr.Tabs(selected="txt2img"), outputs=[tabs],
                                                             api_visibility="private")
 

@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 from pydantic import ValidationError as PydanticValidationError
 
-from modules import hires, script_callbacks, sd_samplers, ui_scripts
+from modules import hires, infotext_settings, script_callbacks, sd_samplers, ui_scripts
 from modules import infotext as infotext_mod
 from modules.params import Txt2ImgParams
 from modules.runtime import Runtime
@@ -186,6 +186,9 @@ def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
                         c["seed_resize_from_h"] = gr.Slider(0, 2048, value=0, step=8,
                                                             label="Resize seed from height",
                                                             elem_id="txt2img_seed_resize_from_h")
+                # A1111's "override_settings" section: filled only by pasting an infotext that names settings.
+                c["override_settings"] = gr.Dropdown([], value=[], multiselect=True, label="Override settings",
+                                                     visible=False, elem_id="txt2img_override_settings")
                 c["script_inputs"] = ui_scripts.create_script_ui(runtime.scripts_txt2img)
             with gr.Column(elem_id="txt2img_results"):
                 c["progress"] = gr.HTML(elem_id="txt2img_progress")
@@ -202,7 +205,7 @@ def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
 
     fields = ["prompt", "negative_prompt", "sampler_name", "scheduler", "steps", "width", "height", "n_iter",
               "batch_size", "cfg_scale", "seed", "subseed_show", "subseed", "subseed_strength", "seed_resize_from_w",
-              "seed_resize_from_h", "styles", *HIRES_REFINER_FIELDS]
+              "seed_resize_from_h", "styles", "override_settings", *HIRES_REFINER_FIELDS]
 
     def generate(request: gr.Request, *values: Any) -> Iterator[tuple]:
         v = dict(zip(fields, values[:len(fields)], strict=True))
@@ -219,6 +222,7 @@ def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
                 subseed=int(v["subseed"] or -1), subseed_strength=float(v["subseed_strength"]),
                 seed_resize_from_w=int(v["seed_resize_from_w"]) or -1,
                 seed_resize_from_h=int(v["seed_resize_from_h"]) or -1, styles=list(v["styles"] or []),
+                override_settings=infotext_settings.overrides_from_choices(v["override_settings"] or [], runtime.opts),
                 **hires_refiner_params(v))
         except (PydanticValidationError, TypeError, ValueError) as e:
             msg = _validation_message(e) if isinstance(e, PydanticValidationError) else str(e)
@@ -268,17 +272,20 @@ def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
     paste_outputs = [c[f] for f in PASTE_FIELDS]
 
     def paste(prompt: str) -> tuple:
-        return paste_values(prompt)
+        return paste_values(prompt, runtime)
 
     c["paste"].click(paste, inputs=[c["prompt"]], outputs=paste_outputs, api_visibility="private")
     c["paste_outputs"] = paste_outputs
+    c["paste_fn"] = paste
+    c["override_settings"].change(lambda chosen: gr.update(visible=bool(chosen)), inputs=[c["override_settings"]],
+                                  outputs=[c["override_settings"]], api_visibility="private", show_progress="hidden")
     wire_token_counters(runtime, c)
     wire_hires_resolution(c)
     return c
 
 
-def paste_values(text: str) -> tuple:
-    """Fill the txt2img fields from an infotext (A1111's ↙️ button)."""
+def paste_values(text: str, runtime: Runtime | None = None) -> tuple:
+    """Fill the txt2img fields from an infotext (A1111's ↙️ button); settings it names go to "Override settings"."""
     if not text or not text.strip():
         return tuple(gr.update() for _ in PASTE_FIELDS)
     res = infotext_mod.parse_generation_parameters(text)
@@ -300,7 +307,22 @@ def paste_values(text: str) -> tuple:
     return (res.get("Prompt", ""), res.get("Negative prompt", ""), get("Steps", int), sampler, scheduler,
             get("CFG scale", float), get("Seed", int), get("Size-1", int), get("Size-2", int),
             has_extra, get("Variation seed", int), get("Variation seed strength", float),
-            get("Seed resize from-1", int), get("Seed resize from-2", int), *_paste_hires_refiner(res, get))
+            get("Seed resize from-1", int), get("Seed resize from-2", int), *_paste_hires_refiner(res, get),
+            _paste_overrides(res, runtime))
+
+
+def _paste_overrides(res: dict[str, Any], runtime: Runtime | None) -> Any:
+    """The "Override settings" row after a paste: every named setting that differs from the current value."""
+    if runtime is None:
+        return gr.update()
+
+    def checkpoint_title(name: str) -> str | None:
+        info = runtime.registry.closest(name)
+        return info.title if info else None
+
+    found = infotext_settings.overrides_from_infotext(res, runtime.opts, checkpoint_title=checkpoint_title)
+    entries = [infotext_settings.override_choice(label, value) for label, _key, value in found]
+    return gr.update(choices=entries, value=entries, visible=bool(entries))
 
 
 # --- Hires. fix and Refiner accordions (A1111's txt2img "accordions" section) ---------------------------------
@@ -311,7 +333,7 @@ HIRES_REFINER_FIELDS = ("enable_hr", "hr_upscaler", "hr_second_pass_steps", "den
                         "refiner_switch_at")
 PASTE_FIELDS = ("prompt", "negative_prompt", "steps", "sampler_name", "scheduler", "cfg_scale", "seed", "width",
                 "height", "subseed_show", "subseed", "subseed_strength", "seed_resize_from_w", "seed_resize_from_h",
-                *HIRES_REFINER_FIELDS)
+                *HIRES_REFINER_FIELDS, "override_settings")
 
 
 def _hr_resolution_text(width: float, height: float, scale: float, resize_x: float, resize_y: float) -> str:
@@ -330,8 +352,9 @@ def _hires_and_refiner_ui(runtime: Runtime, c: dict[str, Any]) -> None:
     titles = runtime.checkpoint_titles()
     show_sampler = bool(opts.get("hires_fix_show_sampler", False))
     show_prompts = bool(opts.get("hires_fix_show_prompts", False))
-    with gr.Row(elem_id="txt2img_accordions"):
-        with gr.Accordion("Hires. fix", open=False, elem_id="txt2img_hr"):
+    # Stacked, not side by side: each needs the column's full width for its rows of sliders.
+    with gr.Column(elem_id="txt2img_accordions"):
+        with gr.Accordion("Hires. fix", open=False, elem_id="txt2img_hr", elem_classes=["input-accordion"]) as hr:
             c["enable_hr"] = gr.Checkbox(label="Enable", value=False, elem_id="txt2img_enable_hr")
             c["hr_final_resolution"] = gr.Markdown(_hr_resolution_text(512, 512, 2.0, 0, 0),
                                                    elem_id="txt2img_hr_finalres")
@@ -368,7 +391,7 @@ def _hires_and_refiner_ui(runtime: Runtime, c: dict[str, Any]) -> None:
                                                      lines=3, placeholder="Negative prompt for hires fix pass.\n"
                                                                           "Leave empty to use the same negative "
                                                                           "prompt as in first pass.")
-        with gr.Accordion("Refiner", open=False, elem_id="txt2img_refiner"):
+        with gr.Accordion("Refiner", open=False, elem_id="txt2img_refiner", elem_classes=["input-accordion"]) as ref:
             c["refiner_enable"] = gr.Checkbox(label="Enable", value=False, elem_id="txt2img_refiner_enable")
             with gr.Row():
                 c["refiner_checkpoint"] = gr.Dropdown(["None", *titles], value="None", label="Checkpoint",
@@ -382,6 +405,22 @@ def _hires_and_refiner_ui(runtime: Runtime, c: dict[str, Any]) -> None:
         return gr.update(choices=["None", *runtime.refresh_checkpoints()])
 
     c["refiner_refresh"].click(refresh_refiner, outputs=[c["refiner_checkpoint"]], api_visibility="private")
+    _show_enabled_in_header(hr, c["enable_hr"], "Hires. fix")
+    _show_enabled_in_header(ref, c["refiner_enable"], "Refiner")
+
+
+def _show_enabled_in_header(accordion: Any, enable: Any, title: str) -> None:
+    """A1111 carries the enable checkbox in the accordion's header: here the header says "(enabled)" and is
+    marked, and turning it on (by a click or by pasting an infotext) opens the accordion, so a collapsed
+    accordion never hides that it changes the result."""
+
+    def update(on: bool) -> Any:
+        if on:
+            return gr.Accordion(label=f"{title} (enabled)", open=True,
+                                elem_classes=["input-accordion", "input-accordion-enabled"])
+        return gr.Accordion(label=title, elem_classes=["input-accordion"])
+
+    enable.change(update, inputs=[enable], outputs=[accordion], api_visibility="private", show_progress="hidden")
 
 
 def wire_hires_resolution(c: dict[str, Any]) -> None:
