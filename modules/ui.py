@@ -19,19 +19,8 @@ from modules.ui_txt2img import create_txt2img_tab
 
 log = logging.getLogger(__name__)
 
-CSS = """
-#quicksettings { gap: 0.4em; align-items: flex-end; }
-#quicksettings .tool { max-width: 2.8em; min-width: 2.8em !important; height: 2.4em; }
-.sd-status-warning { padding: 0.6em; border-left: 4px solid #e0a000; }
-.sd-status-error { padding: 0.6em; border-left: 4px solid #d00; }
-.progressDiv { position: relative; height: 1.6em; background: #ddd3; border-radius: 4px; overflow: hidden; }
-.progressDiv .progress { height: 100%; background: #e67e22; transition: width 0.3s; white-space: nowrap; }
-.progressDiv .progress-text { padding-left: 0.5em; }
-#txt2img_toprow textarea { min-height: 4.5em; }
-.error { color: #c00; padding: 0.4em 0; }
-.token-counter-box { text-align: right; font-size: 0.85em; min-height: 0 !important; }
-.token-counter.error { color: #fff; background: #c00; padding: 0 0.4em; border-radius: 3px; }
-"""
+# The page's styles live in style.css at the root (A1111's place for them); webui.py hands them to Gradio.
+CSS = (SCRIPT_PATH / "style.css").read_text(encoding="utf-8")
 
 
 def javascript_files(runtime: Runtime | None = None) -> list[Path]:

@@ -20,7 +20,7 @@ from modules.params import Txt2ImgParams
 from modules.runtime import Runtime
 from modules.ui_extra_networks import create_extra_networks_ui
 from modules.ui_output_panel import create_output_buttons
-from modules.ui_toprow import create_styles_ui, create_token_counters, wire_token_counters
+from modules.ui_toprow import create_styles_ui, create_token_counter, wire_token_counters
 
 log = logging.getLogger(__name__)
 
@@ -125,83 +125,93 @@ def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
     schedulers = sd_samplers.scheduler_labels()
     c: dict[str, Any] = {}
     with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
-        with gr.Row(elem_id="txt2img_toprow"):
+        with gr.Row(elem_id="txt2img_toprow", equal_height=False):
             with gr.Column(scale=6, elem_id="txt2img_prompt_container"):
-                c["prompt"] = gr.Textbox(label="Prompt", elem_id="txt2img_prompt", lines=3, show_label=False,
-                                         placeholder="Prompt\n(Press Ctrl+Enter to generate, Alt+Enter to skip, "
-                                                     "Esc to interrupt)")
-                c["negative_prompt"] = gr.Textbox(label="Negative prompt", elem_id="txt2img_neg_prompt", lines=3,
-                                                  show_label=False, placeholder="Negative prompt")
-                create_token_counters(runtime, "txt2img", c)
-            with gr.Column(scale=1, elem_id="txt2img_actions_column"):
-                with gr.Row():
-                    c["interrupt"] = gr.Button("Interrupt", elem_id="txt2img_interrupt")
-                    c["skip"] = gr.Button("Skip", elem_id="txt2img_skip")
+                # Each counter sits in its prompt box's corner (style.css), as in A1111.
+                with gr.Column(elem_classes=["prompt-with-counter"]):
+                    c["prompt"] = gr.Textbox(label="Prompt", elem_id="txt2img_prompt", lines=3, show_label=False,
+                                             placeholder="Prompt\n(Press Ctrl+Enter to generate, Alt+Enter to skip, "
+                                                         "Esc to interrupt)")
+                    create_token_counter(runtime, "txt2img", c, positive=True)
+                with gr.Column(elem_classes=["prompt-with-counter"]):
+                    c["negative_prompt"] = gr.Textbox(label="Negative prompt", elem_id="txt2img_neg_prompt",
+                                                      lines=3, show_label=False, placeholder="Negative prompt")
+                    create_token_counter(runtime, "txt2img", c, positive=False)
+            with gr.Column(scale=1, min_width=220, elem_id="txt2img_actions_column"):
+                with gr.Row(elem_id="txt2img_generate_box"):
+                    c["interrupt"] = gr.Button("Interrupt", elem_id="txt2img_interrupt", min_width=80)
+                    c["skip"] = gr.Button("Skip", elem_id="txt2img_skip", min_width=80)
                 c["generate"] = gr.Button("Generate", variant="primary", elem_id="txt2img_generate")
-                with gr.Row():
-                    c["paste"] = gr.Button("↙️", elem_id="paste", elem_classes=["tool"])
-                    c["clear"] = gr.Button("🗑️", elem_id="txt2img_clear_prompt", elem_classes=["tool"])
+                with gr.Row(elem_id="txt2img_tools", elem_classes=["tool-row"]):
+                    c["paste"] = gr.Button("↙️", elem_id="paste", elem_classes=["tool"], scale=0, min_width=40)
+                    c["clear"] = gr.Button("🗑️", elem_id="txt2img_clear_prompt", elem_classes=["tool"], scale=0,
+                                           min_width=40)
                 create_styles_ui(runtime, "txt2img", c)
-        with gr.Row(equal_height=False, elem_id="txt2img_settings_row"):
-            with gr.Column(elem_id="txt2img_settings"):
-                with gr.Row(elem_id="txt2img_sampler_row"):
-                    missing = ", ".join(sd_samplers.MISSING_SAMPLERS)
-                    c["sampler_name"] = gr.Dropdown(samplers, value=samplers[0], label="Sampling method",
-                                                    elem_id="txt2img_sampling",
-                                                    info=f"Not available yet: {missing}" if missing else None)
-                    c["scheduler"] = gr.Dropdown(schedulers, value="Automatic", label="Schedule type",
-                                                 elem_id="txt2img_scheduler")
-                    c["steps"] = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id="txt2img_steps")
-                _hires_and_refiner_ui(runtime, c)
-                with gr.Row(elem_id="txt2img_dimensions_row"):
-                    with gr.Column(scale=4):
-                        c["width"] = gr.Slider(64, 2048, value=512, step=8, label="Width", elem_id="txt2img_width")
-                        c["height"] = gr.Slider(64, 2048, value=512, step=8, label="Height",
-                                                elem_id="txt2img_height")
-                    c["swap"] = gr.Button("⇅", elem_id="txt2img_res_switch_btn", elem_classes=["tool"], scale=0,
-                                          min_width=40)
-                    with gr.Column(scale=2):
-                        c["n_iter"] = gr.Slider(1, 100, value=1, step=1, label="Batch count",
-                                                elem_id="txt2img_batch_count")
-                        c["batch_size"] = gr.Slider(1, 8, value=1, step=1, label="Batch size",
-                                                    elem_id="txt2img_batch_size")
-                c["cfg_scale"] = gr.Slider(1, 30, value=7.0, step=0.5, label="CFG Scale", elem_id="txt2img_cfg_scale")
-                with gr.Row(elem_id="txt2img_seed_row"):
-                    c["seed"] = gr.Number(label="Seed", value=-1, precision=0, elem_id="txt2img_seed", scale=4)
-                    c["random_seed"] = gr.Button("🎲️", elem_id="txt2img_random_seed", elem_classes=["tool"],
-                                                 scale=0, min_width=40)
-                    c["reuse_seed"] = gr.Button("♻️", elem_id="txt2img_reuse_seed", elem_classes=["tool"],
-                                                scale=0, min_width=40)
-                    c["subseed_show"] = gr.Checkbox(label="Extra", elem_id="txt2img_subseed_show", value=False,
-                                                    scale=1)
-                with gr.Group(visible=False, elem_id="txt2img_seed_extras") as seed_extras:
-                    with gr.Row():
-                        c["subseed"] = gr.Number(label="Variation seed", value=-1, precision=0,
-                                                 elem_id="txt2img_subseed")
-                        c["subseed_strength"] = gr.Slider(0, 1, value=0, step=0.01, label="Variation strength",
-                                                          elem_id="txt2img_subseed_strength")
-                    with gr.Row():
-                        c["seed_resize_from_w"] = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from width",
-                                                            elem_id="txt2img_seed_resize_from_w")
-                        c["seed_resize_from_h"] = gr.Slider(0, 2048, value=0, step=8,
-                                                            label="Resize seed from height",
-                                                            elem_id="txt2img_seed_resize_from_h")
-                # A1111's "override_settings" section: filled only by pasting an infotext that names settings.
-                c["override_settings"] = gr.Dropdown([], value=[], multiselect=True, label="Override settings",
-                                                     visible=False, elem_id="txt2img_override_settings")
-                c["script_inputs"] = ui_scripts.create_script_ui(runtime.scripts_txt2img)
-            with gr.Column(elem_id="txt2img_results"):
-                c["progress"] = gr.HTML(elem_id="txt2img_progress")
-                c["gallery"] = gr.Gallery(label="Output", show_label=False, elem_id="txt2img_gallery", columns=4,
-                                          format="png", preview=True, height="auto")
-                c["generation_info"] = gr.Textbox(visible=False, elem_id="generation_info_txt2img")
-                c["task_id"] = gr.Textbox(visible=False, elem_id="txt2img_task_id")
-                c["html_info"] = gr.HTML(elem_id="html_info_txt2img")
-                c["html_log"] = gr.HTML(elem_id="html_log_txt2img")
-                c["infotext"] = gr.Textbox(label="Infotext", elem_id="txt2img_info", interactive=False, lines=3,
-                                           visible=True, buttons=["copy"])
-                create_output_buttons(runtime, "txt2img", c)
-        c["extra_networks"] = create_extra_networks_ui(runtime, "txt2img", c)
+        # A1111's row of sub-tabs under the prompts: Generation, then one tab per extra-networks page.
+        with gr.Tabs(elem_id="txt2img_extra_tabs"):
+            with gr.Tab("Generation", id="txt2img_generation", elem_id="txt2img_generation_tab"), \
+                    gr.Row(equal_height=False, elem_id="txt2img_settings_row"):
+                with gr.Column(elem_id="txt2img_settings"):
+                    with gr.Row(elem_id="txt2img_sampler_row"):
+                        missing = ", ".join(sd_samplers.MISSING_SAMPLERS)
+                        c["sampler_name"] = gr.Dropdown(samplers, value=samplers[0], label="Sampling method",
+                                                        elem_id="txt2img_sampling",
+                                                        info=f"Not available yet: {missing}" if missing else None)
+                        c["scheduler"] = gr.Dropdown(schedulers, value="Automatic", label="Schedule type",
+                                                     elem_id="txt2img_scheduler")
+                        c["steps"] = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id="txt2img_steps")
+                    _hires_and_refiner_ui(runtime, c)
+                    with gr.Row(elem_id="txt2img_dimensions_row"):
+                        with gr.Column(scale=4):
+                            c["width"] = gr.Slider(64, 2048, value=512, step=8, label="Width", elem_id="txt2img_width")
+                            c["height"] = gr.Slider(64, 2048, value=512, step=8, label="Height",
+                                                    elem_id="txt2img_height")
+                        c["swap"] = gr.Button("⇅", elem_id="txt2img_res_switch_btn", elem_classes=["tool"], scale=0,
+                                              min_width=40)
+                        with gr.Column(scale=2):
+                            c["n_iter"] = gr.Slider(1, 100, value=1, step=1, label="Batch count",
+                                                    elem_id="txt2img_batch_count")
+                            c["batch_size"] = gr.Slider(1, 8, value=1, step=1, label="Batch size",
+                                                        elem_id="txt2img_batch_size")
+                    c["cfg_scale"] = gr.Slider(1, 30, value=7.0, step=0.5, label="CFG Scale", elem_id="txt2img_cfg_scale")
+                    with gr.Row(elem_id="txt2img_seed_row"):
+                        c["seed"] = gr.Number(label="Seed", value=-1, precision=0, elem_id="txt2img_seed", scale=4)
+                        c["random_seed"] = gr.Button("🎲️", elem_id="txt2img_random_seed", elem_classes=["tool"],
+                                                     scale=0, min_width=40)
+                        c["reuse_seed"] = gr.Button("♻️", elem_id="txt2img_reuse_seed", elem_classes=["tool"],
+                                                    scale=0, min_width=40)
+                        c["subseed_show"] = gr.Checkbox(label="Extra", elem_id="txt2img_subseed_show", value=False,
+                                                        scale=1)
+                    with gr.Group(visible=False, elem_id="txt2img_seed_extras") as seed_extras:
+                        with gr.Row():
+                            c["subseed"] = gr.Number(label="Variation seed", value=-1, precision=0,
+                                                     elem_id="txt2img_subseed")
+                            c["subseed_strength"] = gr.Slider(0, 1, value=0, step=0.01, label="Variation strength",
+                                                              elem_id="txt2img_subseed_strength")
+                        with gr.Row():
+                            c["seed_resize_from_w"] = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from width",
+                                                                elem_id="txt2img_seed_resize_from_w")
+                            c["seed_resize_from_h"] = gr.Slider(0, 2048, value=0, step=8,
+                                                                label="Resize seed from height",
+                                                                elem_id="txt2img_seed_resize_from_h")
+                    # A1111's "override_settings" section: filled only by pasting an infotext that names settings.
+                    c["override_settings"] = gr.Dropdown([], value=[], multiselect=True, label="Override settings",
+                                                         visible=False, elem_id="txt2img_override_settings")
+                    c["script_inputs"] = ui_scripts.create_script_ui(runtime.scripts_txt2img)
+                with gr.Column(elem_id="txt2img_results"):
+                    c["progress"] = gr.HTML(elem_id="txt2img_progress")
+                    c["gallery"] = gr.Gallery(label="Output", show_label=False, elem_id="txt2img_gallery", columns=4,
+                                              format="png", preview=True, height="auto",
+                                              interactive=False)
+                    c["generation_info"] = gr.Textbox(visible=False, elem_id="generation_info_txt2img")
+                    c["task_id"] = gr.Textbox(visible=False, elem_id="txt2img_task_id")
+                    c["html_info"] = gr.HTML(elem_id="html_info_txt2img")
+                    c["html_log"] = gr.HTML(elem_id="html_log_txt2img")
+                    # The plain infotext for extensions and copying; the page shows it once, as html_info.
+                    c["infotext"] = gr.Textbox(label="Infotext", elem_id="txt2img_info", interactive=False, lines=3,
+                                               visible=False)
+                    create_output_buttons(runtime, "txt2img", c)
+            c["extra_networks"] = create_extra_networks_ui(runtime, "txt2img", c)
 
     fields = ["prompt", "negative_prompt", "sampler_name", "scheduler", "steps", "width", "height", "n_iter",
               "batch_size", "cfg_scale", "seed", "subseed_show", "subseed", "subseed_strength", "seed_resize_from_w",
