@@ -12,9 +12,11 @@ import gradio as gr
 from modules.paths import SCRIPT_PATH
 from modules.runtime import Runtime
 from modules.ui_extensions import create_extension_tabs, create_extensions_tab
+from modules.ui_footer import footer_html
+from modules.ui_notification import notification_audio_html
 from modules.ui_png_info import PngInfoTab, create_png_info_tab
 from modules.ui_quicksettings import create_quicksettings
-from modules.ui_settings import create_settings_tab
+from modules.ui_settings import create_settings_tab, options_html
 from modules.ui_txt2img import create_txt2img_tab
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,8 @@ def create_ui(runtime: Runtime) -> gr.Blocks:
     extension_tabs = script_callbacks.ui_tabs_callback()  # built outside the page, rendered as tabs below
     with gr.Blocks(title="Stable Diffusion", analytics_enabled=False) as demo:
         quick = create_quicksettings(runtime)
+        # The settings for page scripts (hidden by style.css); refreshed on load and after Apply.
+        opts_json = gr.HTML(options_html(runtime), elem_id="settings_json", container=False)
         for warning in runtime.warnings:
             gr.HTML(f'<div class="sd-status sd-status-warning">{html.escape(warning)}</div>',
                     elem_classes=["startup-warning"])
@@ -92,7 +96,14 @@ def create_ui(runtime: Runtime) -> gr.Blocks:
             create_extension_tabs(extension_tabs)
             settings = create_settings_tab(runtime)
             create_extensions_tab(runtime)
+        footer = gr.HTML(footer_html(runtime), elem_id="sd_footer", container=False)
+        gr.HTML(notification_audio_html(runtime), elem_id="notification_audio_box", container=False)
         demo.load(quick["on_load"], outputs=[quick["checkpoint"], quick["status"]], api_visibility="private")
+        # The footer names the loaded checkpoint's hash: refreshed whenever the checkpoint shown changes.
+        for event in (demo.load, quick["checkpoint"].change):
+            event(lambda: footer_html(runtime), outputs=[footer], api_visibility="private", show_progress="hidden")
         # Gradio serves the values the page was built with: every new page asks for the current ones.
         demo.load(settings["load"], outputs=settings["outputs"], api_visibility="private", show_progress="hidden")
+        for event in (demo.load, settings["applied"].then):
+            event(lambda: options_html(runtime), outputs=[opts_json], api_visibility="private", show_progress="hidden")
     return demo

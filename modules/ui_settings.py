@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 from typing import Any
 
 import gradio as gr
@@ -113,7 +114,14 @@ def create_settings_tab(runtime: Runtime) -> dict[str, Any]:
         return (f"<p>{html.escape(text)}</p>", now, *(display(k, now[k]) for k in keys))
 
     private = {"api_visibility": "private"}
-    submit.click(apply, inputs=[shown, *components], outputs=[result, shown, *components], **private)
+    applied = submit.click(apply, inputs=[shown, *components], outputs=[result, shown, *components], **private)
     tab.select(refresh, inputs=[shown, *components], outputs=[shown, *components], show_progress="hidden",
                **private)
-    return {"load": load, "outputs": [shown, *components], "components": dict(zip(keys, components, strict=True))}
+    return {"load": load, "outputs": [shown, *components], "components": dict(zip(keys, components, strict=True)),
+            "applied": applied}
+
+
+def options_html(runtime: Runtime) -> str:
+    """Every setting as JSON in a data attribute, for page scripts (keyedit_*...): A1111's settings_json."""
+    data = {key: runtime.opts.get(key) for key in runtime.opts.data_labels}
+    return f'<div data-opts="{html.escape(json.dumps(data, default=str), quote=True)}"></div>'

@@ -87,3 +87,30 @@ def test_second_generate_during_a_run_is_queued(page, server) -> None:
     assert len(spheres) == 1
     assert "Steps: 2," in Image.open(spheres[0]).info["parameters"]
     assert not page.js_errors
+
+
+def test_notification_sound_and_footer(browser, tmp_path: Path) -> None:
+    """notification.mp3 in the data folder plays once per finished job, at notification_volume; footer versions."""
+    write_tiny_checkpoint("sd1", tmp_path / "models" / "Stable-diffusion", "tiny", seed=3)
+    (tmp_path / "notification.mp3").write_bytes(b"ID3" + b"\x00" * 64)  # played is what counts, not the sound
+    (tmp_path / "config.json").write_text('{"notification_volume": 40}')
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    # Count play() calls and the volume they were made at (headless chromium has no audio output).
+    page.add_init_script("window.plays = []; HTMLMediaElement.prototype.play = function () {"
+                         " window.plays.push(this.volume); return Promise.resolve(); };")
+    try:
+        with LiveServer(tmp_path, "--no-half") as url:
+            prepare(page, url, steps=2, count=1)
+            footer = page.locator("#footer")
+            assert "python:" in footer.inner_text() and "torch:" in footer.inner_text()
+            assert footer.get_by_text("Reload UI").count() == 1 and footer.get_by_text("API").count() == 1
+            page.wait_for_function("document.querySelector('#footer').innerText.includes('checkpoint: decc563b2d')",
+                                   timeout=30000)
+            assert page.evaluate("window.plays.length") == 0
+            page.locator("#txt2img_generate").click()
+            page.locator("#html_log_txt2img").filter(has_text="Time taken").wait_for(timeout=120000)
+            page.wait_for_function("window.plays.length === 1", timeout=10000)
+            assert page.evaluate("window.plays") == [0.4]
+    finally:
+        context.close()
