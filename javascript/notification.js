@@ -16,7 +16,10 @@
 
     function check() {
         document.querySelectorAll("[id^='html_log_']").forEach(function (log) {
-            var text = log.innerText || "";
+            // The log's own content (not Gradio's status tracker), with the finished job's id.
+            var content = log.querySelector(".prose") || log;
+            var done = log.querySelector("[data-job]");
+            var text = (done ? done.getAttribute("data-job") + " " : "") + (content.innerText || "");
             var before = seen.get(log);
             seen.set(log, text);
             if (before === undefined || text === before || text.indexOf("Time taken") === -1) {

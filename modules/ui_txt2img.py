@@ -113,7 +113,8 @@ def _follow(runtime: Runtime, job: Any, page: str) -> Iterator[tuple]:
     processed = job.result
     taken = (job.finished or time.time()) - (job.started or time.time())
     first = processed.infotexts[processed.index_of_first_image] if processed.infotexts else ""
-    log_html = f"<p>Time taken: {taken:.1f} sec.</p>"
+    # data-job: page scripts (generate forever) tell two runs with the same timing apart.
+    log_html = f'<p class="time-taken" data-job="{html.escape(job.id)}">Time taken: {taken:.1f} sec.</p>'
     if processed.errors:
         log_html += _error_html("; ".join(processed.errors))
     yield (processed.images, processed.js(), job.id, "", log_html,

@@ -114,3 +114,29 @@ def test_notification_sound_and_footer(browser, tmp_path: Path) -> None:
             assert page.evaluate("window.plays") == [0.4]
     finally:
         context.close()
+
+
+def test_generate_forever_until_cancelled(page, server) -> None:
+    url, data = server
+    prepare(page, url, steps=2, count=1)
+    before = saved(data)
+    page.evaluate("window.clicks = 0; document.querySelector('#txt2img_generate')"
+                  ".addEventListener('click', () => window.clicks++)")
+    page.locator("#txt2img_generate").click(button="right")
+    page.get_by_text("Generate forever", exact=True).click()
+    for _ in range(600):  # two finished runs, the second started by the page itself
+        if saved(data) >= before + 2:
+            break
+        page.wait_for_timeout(200)
+    assert saved(data) >= before + 2
+    page.locator("#txt2img_generate").click(button="right")
+    page.get_by_text("Cancel generate forever", exact=True).click()
+    clicks = page.evaluate("window.clicks")
+    for _ in range(600):  # every run the page started ends (one image each)...
+        if saved(data) >= before + clicks:
+            break
+        page.wait_for_timeout(200)
+    assert saved(data) == before + clicks
+    page.wait_for_timeout(2000)  # ... and no new one is started (the page checks twice a second)
+    assert page.evaluate("window.clicks") == clicks and saved(data) == before + clicks
+    assert not page.js_errors
