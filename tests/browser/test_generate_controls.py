@@ -89,12 +89,14 @@ def test_second_generate_during_a_run_is_queued(page, server) -> None:
     assert not page.js_errors
 
 
-def test_notification_sound_and_footer(browser, tmp_path: Path) -> None:
-    """notification.mp3 in the data folder plays once per finished job, at notification_volume; footer versions."""
+def test_notification_sound_footer_and_copy_infotext(browser, tmp_path: Path) -> None:
+    """notification.mp3 in the data folder plays once per finished job, at notification_volume; footer versions;
+    Copy infotext puts the infotext on the clipboard."""
     write_tiny_checkpoint("sd1", tmp_path / "models" / "Stable-diffusion", "tiny", seed=3)
     (tmp_path / "notification.mp3").write_bytes(b"ID3" + b"\x00" * 64)  # played is what counts, not the sound
     (tmp_path / "config.json").write_text('{"notification_volume": 40}')
     context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
     page = context.new_page()
     # Count play() calls and the volume they were made at (headless chromium has no audio output).
     page.add_init_script("window.plays = []; HTMLMediaElement.prototype.play = function () {"
@@ -112,6 +114,10 @@ def test_notification_sound_and_footer(browser, tmp_path: Path) -> None:
             page.locator("#html_log_txt2img").filter(has_text="Time taken").wait_for(timeout=120000)
             page.wait_for_function("window.plays.length === 1", timeout=10000)
             assert page.evaluate("window.plays") == [0.4]
+            page.locator("#txt2img_copy_infotext").click()
+            page.wait_for_function("navigator.clipboard.readText().then(t => window.copied = t), "
+                                   "(window.copied || '').includes('Steps: 2')", timeout=30000)
+            assert page.evaluate("window.copied").startswith("a red cube\nSteps: 2, Sampler:")
     finally:
         context.close()
 
