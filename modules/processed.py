@@ -74,7 +74,7 @@ class Processed:
             # Not in A1111's info: what went wrong without failing the job (a LoRA that does not fit, a file that
             # could not be saved), so API clients see what the UI log shows.
             "comments": self.comments, "errors": list(self.errors),
-        })
+        }, default=lambda _o: None)  # as A1111: callables in extra_generation_params (hires prompts) become null
 
 
 def fix_seed(p: Any) -> None:

@@ -50,6 +50,11 @@ def build_options_table() -> dict[str, OptionInfo]:
         "save_txt": _o(False, "Create a text file with infotext next to every image"),
         "save_images_before_highres_fix": _o(False, "Save a copy of image before applying highres fix."),
         "save_write_log_csv": _o(True, "Write log.csv when saving images using 'Save' button"),
+        "save_incomplete_images": _o(False, "Save incomplete images"),
+        "notification_audio": _o(True, "Play notification sound after image generation (notification.mp3 in the "
+                                 "data folder)"),
+        "notification_volume": _o(100, "Notification sound volume", "slider",
+                                  component_args={"minimum": 0, "maximum": 100, "step": 1}),
     }))
     t.update(options_section(("saving-paths", "Paths for saving"), {
         "outdir_samples": _o("", "Output directory for images; if empty, defaults to three directories below"),
@@ -158,6 +163,19 @@ def build_options_table() -> dict[str, OptionInfo]:
         "sd_checkpoint_dropdown_use_short": _o(False, "Checkpoint dropdown: use filenames without paths"),
         "send_seed": _o(True, "Send seed when sending prompt or image to other interface"),
         "send_size": _o(True, "Send size when sending prompt or image to another interface"),
+    }))
+    t.update(options_section(("ui_prompt_editing", "Prompt editing"), {
+        "keyedit_precision_attention": _o(0.1, "Precision for (attention:1.1) when editing the prompt with "
+                                          "Ctrl+up/down", "slider",
+                                          component_args={"minimum": 0.01, "maximum": 0.2, "step": 0.001}),
+        "keyedit_precision_extra": _o(0.05, "Precision for <extra networks:0.9> when editing the prompt with "
+                                      "Ctrl+up/down", "slider",
+                                      component_args={"minimum": 0.01, "maximum": 0.2, "step": 0.001}),
+        "keyedit_delimiters": _o(".,\\/!?%^*;:{}=`~() ", "Word delimiters when editing the prompt with Ctrl+up/down"),
+        "keyedit_delimiters_whitespace": _o(["Tab", "Carriage Return", "Line Feed"], "Ctrl+up/down whitespace "
+                                            "delimiters", "checkboxgroup", choices=("Tab", "Carriage Return",
+                                                                                    "Line Feed")),
+        "keyedit_move": _o(True, "Alt+left/right moves prompt elements"),
     }))
     t.update(options_section(("extra_networks", "Extra Networks"), {
         "extra_networks_show_hidden_directories": _o(True, "Show hidden directories"),

@@ -13,29 +13,20 @@ from modules.paths import SCRIPT_PATH
 from modules.runtime import Runtime
 from modules.ui_extensions import create_extension_tabs, create_extensions_tab
 from modules.ui_extras import create_extras_tab, wire_send_to_extras
+from modules.ui_footer import footer_html
 from modules.ui_img2img import create_img2img_tab
 from modules.ui_merger import create_merger_tab
+from modules.ui_notification import notification_audio_html
 from modules.ui_png_info import PngInfoTab, create_png_info_tab
 from modules.ui_quicksettings import create_quicksettings
-from modules.ui_settings import create_settings_tab
+from modules.ui_settings import create_settings_tab, options_html
 from modules.ui_train import create_train_tab
-from modules.ui_txt2img import create_txt2img_tab, paste_values
+from modules.ui_txt2img import create_txt2img_tab
 
 log = logging.getLogger(__name__)
 
-CSS = """
-#quicksettings { gap: 0.4em; align-items: flex-end; }
-#quicksettings .tool { max-width: 2.8em; min-width: 2.8em !important; height: 2.4em; }
-.sd-status-warning { padding: 0.6em; border-left: 4px solid #e0a000; }
-.sd-status-error { padding: 0.6em; border-left: 4px solid #d00; }
-.progressDiv { position: relative; height: 1.6em; background: #ddd3; border-radius: 4px; overflow: hidden; }
-.progressDiv .progress { height: 100%; background: #e67e22; transition: width 0.3s; white-space: nowrap; }
-.progressDiv .progress-text { padding-left: 0.5em; }
-#txt2img_toprow textarea { min-height: 4.5em; }
-.error { color: #c00; padding: 0.4em 0; }
-.token-counter-box { text-align: right; font-size: 0.85em; min-height: 0 !important; }
-.token-counter.error { color: #fff; background: #c00; padding: 0 0.4em; border-radius: 3px; }
-"""
+# The page's styles live in style.css at the root (A1111's place for them); webui.py hands them to Gradio.
+CSS = (SCRIPT_PATH / "style.css").read_text(encoding="utf-8")
 
 
 def javascript_files(runtime: Runtime | None = None) -> list[Path]:
@@ -90,6 +81,8 @@ def create_ui(runtime: Runtime) -> gr.Blocks:
     extension_tabs = script_callbacks.ui_tabs_callback()  # built outside the page, rendered as tabs below
     with gr.Blocks(title="Stable Diffusion", analytics_enabled=False) as demo:
         quick = create_quicksettings(runtime)
+        # The settings for page scripts (hidden by style.css); refreshed on load and after Apply.
+        opts_json = gr.HTML(options_html(runtime), elem_id="settings_json", container=False)
         for warning in runtime.warnings:
             gr.HTML(f'<div class="sd-status sd-status-warning">{html.escape(warning)}</div>',
                     elem_classes=["startup-warning"])
@@ -101,7 +94,7 @@ def create_ui(runtime: Runtime) -> gr.Blocks:
             def send_buttons(tab: PngInfoTab) -> None:
                 # A1111's "Send to txt2img": fill every field from the image's infotext and switch tabs.
                 button = gr.Button("Send to txt2img", elem_id="txt2img_tab")
-                button.click(paste_values, inputs=[tab.generation_info], outputs=t2i["paste_outputs"],
+                button.click(t2i["paste_fn"], inputs=[tab.generation_info], outputs=t2i["paste_outputs"],
                              api_visibility="private").then(lambda: gr.Tabs(selected="txt2img"), outputs=[tabs],
                                                             api_visibility="private")
                 to_extras.append((gr.Button("Send to extras", elem_id="extras_tab"), tab.image))
@@ -111,9 +104,18 @@ def create_ui(runtime: Runtime) -> gr.Blocks:
             create_train_tab(runtime, t2i)
             wire_send_to_extras(to_extras, create_extras_tab(runtime), tabs)
             create_extension_tabs(extension_tabs)
-            create_settings_tab(runtime)
+            settings = create_settings_tab(runtime)
             create_extensions_tab(runtime)
+        footer = gr.HTML(footer_html(runtime), elem_id="sd_footer", container=False)
+        gr.HTML(notification_audio_html(runtime), elem_id="notification_audio_box", container=False)
         demo.load(quick["on_load"], outputs=[quick["checkpoint"], quick["status"]], api_visibility="private")
+        # The footer names the loaded checkpoint's hash: refreshed whenever the checkpoint shown changes.
+        for event in (demo.load, quick["checkpoint"].change):
+            event(lambda: footer_html(runtime), outputs=[footer], api_visibility="private", show_progress="hidden")
+        # Gradio serves the values the page was built with: every new page asks for the current ones.
+        demo.load(settings["load"], outputs=settings["outputs"], api_visibility="private", show_progress="hidden")
+        for event in (demo.load, settings["applied"].then):
+            event(lambda: options_html(runtime), outputs=[opts_json], api_visibility="private", show_progress="hidden")
     return demo
 
 

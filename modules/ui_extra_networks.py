@@ -327,11 +327,13 @@ def toggle_in_prompt(prompt: str, text: str, separator: str = " ") -> str:
 CARD_CSS = """
 .extra-network-cards { display: flex; flex-wrap: wrap; gap: 0.5em; }
 .extra-network-cards .card { position: relative; width: 12em; height: 16em; border-radius: 0.3em; overflow: hidden;
-  cursor: pointer; background: #333; color: #fff; box-shadow: 0 0 3px rgba(0,0,0,.4); }
-.extra-network-cards .card .preview { width: 100%; height: 100%; object-fit: cover; }
+  cursor: pointer; background: #333; box-shadow: 0 0 3px rgba(0,0,0,.4); }
+.extra-network-cards .card .preview { width: 100%; height: 100%; object-fit: cover; margin: 0; }
 .extra-network-cards .card .actions { position: absolute; bottom: 0; left: 0; right: 0; padding: 0.4em;
-  background: rgba(0,0,0,.55); }
-.extra-network-cards .card .name { font-weight: bold; word-break: break-word; }
+  background: rgba(0,0,0,.65); }
+/* Light text on the dark band whatever the theme's text colour (Gradio's prose colours win otherwise). */
+.extra-network-cards .card .actions, .extra-network-cards .card .actions * { color: #fff !important; }
+.extra-network-cards .card .name { font-weight: bold; word-break: break-word; text-shadow: 0 0 2px #000; }
 .extra-network-cards .card .description { font-size: 0.8em; max-height: 4em; overflow: hidden; }
 .extra-network-cards .card .card-edit { position: absolute; top: 0.3em; right: 0.3em; display: none; }
 .extra-network-cards .card:hover .card-edit { display: block; }
@@ -349,15 +351,17 @@ element.addEventListener('click', (e) => {
 
 
 def create_extra_networks_ui(runtime: Any, tabname: str, c: dict[str, Any]) -> dict[str, Any]:
-    """The card pages for one tab (`txt2img`), inserting into `c["prompt"]` / `c["negative_prompt"]`."""
+    """The card pages for one tab (`txt2img`), inserting into `c["prompt"]` / `c["negative_prompt"]`.
+
+    Called inside the tab's `{tabname}_extra_tabs` Tabs, after its Generation tab: each page is a sub-tab
+    under the prompts, as in A1111.
+    """
     prompt, negative = c["prompt"], c["negative_prompt"]
     out: dict[str, Any] = {}
-    with gr.Accordion("Extra networks", open=False, elem_id=f"{tabname}_extra_networks"), \
-            gr.Tabs(elem_id=f"{tabname}_extra_tabs"):
-        from modules.ui_extra_networks_pages import extension_pages
+    from modules.ui_extra_networks_pages import extension_pages
 
-        for page in [cls(runtime) for cls in PAGE_CLASSES] + extension_pages(runtime):  # extensions' pages last
-            out[page.page_id] = _create_page(runtime, page, tabname, prompt, negative)
+    for page in [cls(runtime) for cls in PAGE_CLASSES] + extension_pages(runtime):  # extensions' pages last
+        out[page.page_id] = _create_page(runtime, page, tabname, prompt, negative)
     return out
 
 

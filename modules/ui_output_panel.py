@@ -1,4 +1,4 @@
-"""Buttons under a gallery: open the output folder, Save and Zip (A1111's output panel)."""
+"""Buttons under a gallery: open the output folder, Save, Zip (A1111's output panel) and Copy infotext."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ def create_output_buttons(runtime: Runtime, tab: str, c: dict[str, Any]) -> None
                              visible=not runtime.cmd_opts.hide_ui_dir_config)
         save_btn = gr.Button("💾", elem_id=f"save_{tab}", elem_classes=["tool"], min_width=40)
         zip_btn = gr.Button("🗃️", elem_id=f"save_zip_{tab}", elem_classes=["tool"], min_width=40)
+        copy_btn = gr.Button("Copy infotext", elem_id=f"{tab}_copy_infotext", size="sm", scale=0, min_width=110)
     files = gr.File(None, file_count="multiple", interactive=False, visible=False, elem_id=f"download_files_{tab}")
     selected = gr.State(None)
 
@@ -63,3 +64,13 @@ def create_output_buttons(runtime: Runtime, tab: str, c: dict[str, Any]) -> None
     zip_btn.click(lambda g, i, s: do_save(g, i, s, True), inputs=[c["gallery"], c["generation_info"], selected],
                   outputs=[files, c["html_log"]], **private)
     open_btn.click(lambda: open_folder(runtime, "outdir_txt2img_samples"), outputs=[c["html_log"]], **private)
+    # In the browser only: the plain infotext shown under the gallery to the clipboard.
+    copy_btn.click(None, inputs=[c["infotext"]], js=_COPY_JS, **private)
+
+
+_COPY_JS = """(text) => {
+  if (text && navigator.clipboard) {
+    navigator.clipboard.writeText(text).catch((e) => console.warn('copy infotext:', e.message));
+  }
+  return [];
+}"""

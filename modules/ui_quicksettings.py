@@ -25,12 +25,27 @@ def _status_html(runtime: Runtime) -> str:
     return f'<div class="{css}">{html.escape(text)}</div>' if text else ""
 
 
+def checkpoint_choices(runtime: Runtime) -> list[tuple[str, str]]:
+    """(label, value) pairs: the label is A1111's title, the value the file's name.
+
+    A title gains its hash when the file is first loaded, in the background; a value that changed with it
+    would make the dropdown's pending event carry a title no longer among the choices (the "not in the list
+    of choices" error on the first switch to a new file). The name never changes.
+    """
+    return [(info.title, info.name) for info in runtime.registry.list()]
+
+
+def current_checkpoint(runtime: Runtime) -> str | None:
+    info = runtime.models.current_info
+    return info.name if info else None
+
+
 def create_quicksettings(runtime: Runtime) -> dict[str, Any]:
     """Build the row; returns its components so webui can refresh them on page load."""
     with gr.Row(elem_id="quicksettings", equal_height=True):
         checkpoint = gr.Dropdown(
             label="Stable Diffusion checkpoint", elem_id="setting_sd_model_checkpoint",
-            choices=runtime.checkpoint_titles(), value=runtime.current_title(), interactive=True,
+            choices=checkpoint_choices(runtime), value=current_checkpoint(runtime), interactive=True,
             allow_custom_value=False, scale=4,
         )
         refresh = gr.Button("🔄", elem_id="refresh_sd_model_checkpoint", elem_classes=["tool"], scale=0,
@@ -45,14 +60,16 @@ def create_quicksettings(runtime: Runtime) -> dict[str, Any]:
         titles = runtime.refresh_checkpoints()
         if titles and not runtime.models.current_info:
             runtime.model_status = f"{len(titles)} checkpoint(s) found; pick one to load it."
-        return gr.update(choices=titles, value=runtime.current_title()), _status_html(runtime)
+        return gr.update(choices=checkpoint_choices(runtime), value=current_checkpoint(runtime)), _status_html(runtime)
 
-    def on_change(title: str | None, progress: gr.Progress = gr.Progress()) -> tuple[Any, str]:  # noqa: B008
-        if not title or title == runtime.current_title():
+    def on_change(name: str | None, progress: gr.Progress = gr.Progress()) -> tuple[Any, str]:  # noqa: B008
+        if not name or name == current_checkpoint(runtime):
             return gr.update(), _status_html(runtime)
+        info = runtime.registry.get(name)
+        title = info.title if info else name
         progress(0, desc=f"Loading {title}")
         try:
-            runtime.switch_checkpoint(title, progress=lambda msg: progress(0.5, desc=msg))
+            runtime.switch_checkpoint(name, progress=lambda msg: progress(0.5, desc=msg))
         except WebUIError as e:
             # The previous model keeps serving; the dropdown goes back to it and the reason is shown.
             runtime.model_status = str(e)
@@ -61,7 +78,7 @@ def create_quicksettings(runtime: Runtime) -> dict[str, Any]:
             log.exception("checkpoint switch failed")
             runtime.model_status = f"Loading {title} failed: {type(e).__name__}: {e}"
             gr.Warning(runtime.model_status)
-        return gr.update(choices=runtime.checkpoint_titles(), value=runtime.current_title()), _status_html(runtime)
+        return gr.update(choices=checkpoint_choices(runtime), value=current_checkpoint(runtime)), _status_html(runtime)
 
     def on_download(progress: gr.Progress = gr.Progress()) -> tuple[Any, str, Any]:  # noqa: B008
         try:
@@ -70,8 +87,8 @@ def create_quicksettings(runtime: Runtime) -> dict[str, Any]:
         except WebUIError as e:
             runtime.model_status = str(e)
         titles = runtime.checkpoint_titles()
-        return (gr.update(choices=titles, value=runtime.current_title()), _status_html(runtime),
-                gr.update(visible=offer and not titles))
+        return (gr.update(choices=checkpoint_choices(runtime), value=current_checkpoint(runtime)),
+                _status_html(runtime), gr.update(visible=offer and not titles))
 
     download.click(on_download, outputs=[checkpoint, status, download], api_visibility="private")
     refresh.click(on_refresh, outputs=[checkpoint, status], api_visibility="private")
@@ -79,7 +96,7 @@ def create_quicksettings(runtime: Runtime) -> dict[str, Any]:
                       show_progress="full")
 
     def on_load() -> tuple[Any, str]:
-        return gr.update(choices=runtime.checkpoint_titles(), value=runtime.current_title()), _status_html(runtime)
+        return gr.update(choices=checkpoint_choices(runtime), value=current_checkpoint(runtime)), _status_html(runtime)
 
     # The start-up load (and switches made through the API) happen outside this page's events: poll cheaply
     # and update the row only when something changed.
@@ -87,7 +104,7 @@ def create_quicksettings(runtime: Runtime) -> dict[str, Any]:
     timer = gr.Timer(1.0)
 
     def on_tick(last: Any) -> tuple[Any, str, Any]:
-        now = (runtime.current_title(), runtime.model_status, tuple(runtime.checkpoint_titles()))
+        now = (current_checkpoint(runtime), runtime.model_status, tuple(checkpoint_choices(runtime)))
         if now == last:
             return gr.skip(), gr.skip(), last
         return gr.update(choices=list(now[2]), value=now[0]), _status_html(runtime), now

@@ -53,13 +53,18 @@ def token_counter_html(runtime: Runtime, text: str, styles: list[str] | None, st
     return f'<span class="{css}"{title}>{count}/{limit}</span>'
 
 
+def create_token_counter(runtime: Runtime, tab: str, c: dict[str, Any], positive: bool) -> None:
+    """The counter of one prompt box (placed right after it), recomputed on the server after edits."""
+    key, suffix = ("token_counter", "token_counter") if positive else ("negative_token_counter",
+                                                                        "negative_token_counter")
+    c[key] = gr.HTML(token_counter_html(runtime, "", None, 20, positive), elem_id=f"{tab}_{suffix}",
+                     elem_classes=["token-counter-box"], container=False)
+
+
 def create_token_counters(runtime: Runtime, tab: str, c: dict[str, Any]) -> None:
-    """Counters under both prompts, recomputed on the server with the real tokenizer after edits."""
-    c["token_counter"] = gr.HTML(token_counter_html(runtime, "", None, 20, True), elem_id=f"{tab}_token_counter",
-                                 elem_classes=["token-counter-box"])
-    c["negative_token_counter"] = gr.HTML(token_counter_html(runtime, "", None, 20, False),
-                                          elem_id=f"{tab}_negative_token_counter",
-                                          elem_classes=["token-counter-box"])
+    """Both counters, for tabs that place them together."""
+    create_token_counter(runtime, tab, c, positive=True)
+    create_token_counter(runtime, tab, c, positive=False)
 
 
 def wire_token_counters(runtime: Runtime, c: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ import contextlib
 import html
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -13,14 +14,14 @@ from typing import Any
 import gradio as gr
 from pydantic import ValidationError as PydanticValidationError
 
-from modules import hires, job_runner, script_callbacks, sd_samplers, ui_scripts
+from modules import hires, infotext_settings, job_runner, script_callbacks, sd_samplers, ui_scripts
 from modules import infotext as infotext_mod
 from modules.errors import WebUIError
 from modules.params import Txt2ImgParams
 from modules.runtime import Runtime
 from modules.ui_extra_networks import create_extra_networks_ui
 from modules.ui_output_panel import create_output_buttons
-from modules.ui_toprow import create_styles_ui, create_token_counters, wire_token_counters
+from modules.ui_toprow import create_styles_ui, create_token_counter, wire_token_counters
 
 log = logging.getLogger(__name__)
 
@@ -53,91 +54,172 @@ def _error_html(text: str) -> str:
     return f'<div class="error">{html.escape(text)}</div>'
 
 
+class _PageJobs:
+    """Which queued or running jobs each open page started, so one page shows one progress line for all of them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[str, list[Any]] = {}
+
+    def add(self, request: gr.Request | None, job: Any) -> str:
+        page = getattr(request, "session_hash", None) or job.id
+        with self._lock:
+            self._jobs.setdefault(page, []).append(job)
+        return page
+
+    def remove(self, page: str, job: Any) -> None:
+        with self._lock:
+            jobs = self._jobs.get(page, [])
+            if job in jobs:
+                jobs.remove(job)
+            if not jobs:
+                self._jobs.pop(page, None)
+
+    def others(self, page: str, job: Any) -> list[Any]:
+        with self._lock:
+            return [j for j in self._jobs.get(page, []) if j is not job]
+
+
+_page_jobs = _PageJobs()
+
+
+def _follow(runtime: Runtime, job: Any, page: str) -> Iterator[tuple]:
+    """Stream one job's progress, preview and result into the tab's outputs.
+
+    While the job waits behind another job of the same page, that job's stream owns the outputs (and says how
+    many more are queued); this one stays silent until its turn.
+    """
+    skip7 = (gr.skip(),) * 7
+    if runtime.jobs.position(job) > 0:
+        gr.Info(f"Generate queued: {runtime.jobs.position(job)} job(s) ahead of it.")
+    last_preview = -1
+    while not job.done.wait(0.5):
+        if job.status == "queued":
+            current = runtime.jobs.current
+            if current is not None and current in _page_jobs.others(page, job):
+                yield skip7
+                continue
+        fraction, text = _status_text(runtime, job)
+        queued = sum(1 for j in _page_jobs.others(page, job) if j.status == "queued")
+        if queued and job.status == "running":
+            text += f" · {queued} more queued"
+        preview = gr.update()
+        if job.state.id_live_preview != last_preview and job.state.current_image is not None:
+            last_preview = job.state.id_live_preview
+            preview = [job.state.current_image]
+        yield preview, "", job.id, progress_html(fraction, text), "", gr.update(), gr.update()
+    if job.status == "failed":
+        yield gr.update(), "", job.id, "", _error_html(job.error or "failed"), "", ""
+        return
+    processed = job.result
+    taken = (job.finished or time.time()) - (job.started or time.time())
+    first = processed.infotexts[processed.index_of_first_image] if processed.infotexts else ""
+    # data-job: page scripts (generate forever) tell two runs with the same timing apart.
+    log_html = f'<p class="time-taken" data-job="{html.escape(job.id)}">Time taken: {taken:.1f} sec.</p>'
+    if processed.errors:
+        log_html += _error_html("; ".join(processed.errors))
+    yield (processed.images, processed.js(), job.id, "", log_html,
+           f"<p>{html.escape(first).replace(chr(10), '<br>')}</p>", first)
+
+
 def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
     samplers = sd_samplers.sampler_names()
     schedulers = sd_samplers.scheduler_labels()
     c: dict[str, Any] = {}
     with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"):
-        with gr.Row(elem_id="txt2img_toprow"):
+        with gr.Row(elem_id="txt2img_toprow", equal_height=False):
             with gr.Column(scale=6, elem_id="txt2img_prompt_container"):
-                c["prompt"] = gr.Textbox(label="Prompt", elem_id="txt2img_prompt", lines=3, show_label=False,
-                                         placeholder="Prompt\n(Press Ctrl+Enter to generate, Alt+Enter to skip, "
-                                                     "Esc to interrupt)")
-                c["negative_prompt"] = gr.Textbox(label="Negative prompt", elem_id="txt2img_neg_prompt", lines=3,
-                                                  show_label=False, placeholder="Negative prompt")
-                create_token_counters(runtime, "txt2img", c)
-            with gr.Column(scale=1, elem_id="txt2img_actions_column"):
-                with gr.Row():
-                    c["interrupt"] = gr.Button("Interrupt", elem_id="txt2img_interrupt")
-                    c["skip"] = gr.Button("Skip", elem_id="txt2img_skip")
+                # Each counter sits in its prompt box's corner (style.css), as in A1111.
+                with gr.Column(elem_classes=["prompt-with-counter"]):
+                    c["prompt"] = gr.Textbox(label="Prompt", elem_id="txt2img_prompt", lines=3, show_label=False,
+                                             placeholder="Prompt\n(Press Ctrl+Enter to generate, Alt+Enter to skip, "
+                                                         "Esc to interrupt)")
+                    create_token_counter(runtime, "txt2img", c, positive=True)
+                with gr.Column(elem_classes=["prompt-with-counter"]):
+                    c["negative_prompt"] = gr.Textbox(label="Negative prompt", elem_id="txt2img_neg_prompt",
+                                                      lines=3, show_label=False, placeholder="Negative prompt")
+                    create_token_counter(runtime, "txt2img", c, positive=False)
+            with gr.Column(scale=1, min_width=220, elem_id="txt2img_actions_column"):
+                with gr.Row(elem_id="txt2img_generate_box"):
+                    c["interrupt"] = gr.Button("Interrupt", elem_id="txt2img_interrupt", min_width=80)
+                    c["skip"] = gr.Button("Skip", elem_id="txt2img_skip", min_width=80)
                 c["generate"] = gr.Button("Generate", variant="primary", elem_id="txt2img_generate")
-                with gr.Row():
-                    c["paste"] = gr.Button("↙️", elem_id="paste", elem_classes=["tool"])
-                    c["clear"] = gr.Button("🗑️", elem_id="txt2img_clear_prompt", elem_classes=["tool"])
+                with gr.Row(elem_id="txt2img_tools", elem_classes=["tool-row"]):
+                    c["paste"] = gr.Button("↙️", elem_id="paste", elem_classes=["tool"], scale=0, min_width=40)
+                    c["clear"] = gr.Button("🗑️", elem_id="txt2img_clear_prompt", elem_classes=["tool"], scale=0,
+                                           min_width=40)
                 create_styles_ui(runtime, "txt2img", c)
-        with gr.Row(equal_height=False, elem_id="txt2img_settings_row"):
-            with gr.Column(elem_id="txt2img_settings"):
-                with gr.Row(elem_id="txt2img_sampler_row"):
-                    missing = ", ".join(sd_samplers.MISSING_SAMPLERS)
-                    c["sampler_name"] = gr.Dropdown(samplers, value=samplers[0], label="Sampling method",
-                                                    elem_id="txt2img_sampling",
-                                                    info=f"Not available yet: {missing}" if missing else None)
-                    c["scheduler"] = gr.Dropdown(schedulers, value="Automatic", label="Schedule type",
-                                                 elem_id="txt2img_scheduler")
-                    c["steps"] = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id="txt2img_steps")
-                _hires_and_refiner_ui(runtime, c)
-                with gr.Row(elem_id="txt2img_dimensions_row"):
-                    with gr.Column(scale=4):
-                        c["width"] = gr.Slider(64, 2048, value=512, step=8, label="Width", elem_id="txt2img_width")
-                        c["height"] = gr.Slider(64, 2048, value=512, step=8, label="Height",
-                                                elem_id="txt2img_height")
-                    c["swap"] = gr.Button("⇅", elem_id="txt2img_res_switch_btn", elem_classes=["tool"], scale=0,
-                                          min_width=40)
-                    with gr.Column(scale=2):
-                        c["n_iter"] = gr.Slider(1, 100, value=1, step=1, label="Batch count",
-                                                elem_id="txt2img_batch_count")
-                        c["batch_size"] = gr.Slider(1, 8, value=1, step=1, label="Batch size",
-                                                    elem_id="txt2img_batch_size")
-                c["cfg_scale"] = gr.Slider(1, 30, value=7.0, step=0.5, label="CFG Scale", elem_id="txt2img_cfg_scale")
-                with gr.Row(elem_id="txt2img_seed_row"):
-                    c["seed"] = gr.Number(label="Seed", value=-1, precision=0, elem_id="txt2img_seed", scale=4)
-                    c["random_seed"] = gr.Button("🎲️", elem_id="txt2img_random_seed", elem_classes=["tool"],
-                                                 scale=0, min_width=40)
-                    c["reuse_seed"] = gr.Button("♻️", elem_id="txt2img_reuse_seed", elem_classes=["tool"],
-                                                scale=0, min_width=40)
-                    c["subseed_show"] = gr.Checkbox(label="Extra", elem_id="txt2img_subseed_show", value=False,
-                                                    scale=1)
-                with gr.Group(visible=False, elem_id="txt2img_seed_extras") as seed_extras:
-                    with gr.Row():
-                        c["subseed"] = gr.Number(label="Variation seed", value=-1, precision=0,
-                                                 elem_id="txt2img_subseed")
-                        c["subseed_strength"] = gr.Slider(0, 1, value=0, step=0.01, label="Variation strength",
-                                                          elem_id="txt2img_subseed_strength")
-                    with gr.Row():
-                        c["seed_resize_from_w"] = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from width",
-                                                            elem_id="txt2img_seed_resize_from_w")
-                        c["seed_resize_from_h"] = gr.Slider(0, 2048, value=0, step=8,
-                                                            label="Resize seed from height",
-                                                            elem_id="txt2img_seed_resize_from_h")
-                c["script_inputs"] = ui_scripts.create_script_ui(runtime.scripts_txt2img)
-            with gr.Column(elem_id="txt2img_results"):
-                c["progress"] = gr.HTML(elem_id="txt2img_progress")
-                c["gallery"] = gr.Gallery(label="Output", show_label=False, elem_id="txt2img_gallery", columns=4,
-                                          format="png", preview=True, height="auto")
-                c["generation_info"] = gr.Textbox(visible=False, elem_id="generation_info_txt2img")
-                c["task_id"] = gr.Textbox(visible=False, elem_id="txt2img_task_id")
-                c["html_info"] = gr.HTML(elem_id="html_info_txt2img")
-                c["html_log"] = gr.HTML(elem_id="html_log_txt2img")
-                c["infotext"] = gr.Textbox(label="Infotext", elem_id="txt2img_info", interactive=False, lines=3,
-                                           visible=True, buttons=["copy"])
-                create_output_buttons(runtime, "txt2img", c)
-        c["extra_networks"] = create_extra_networks_ui(runtime, "txt2img", c)
+        # A1111's row of sub-tabs under the prompts: Generation, then one tab per extra-networks page.
+        with gr.Tabs(elem_id="txt2img_extra_tabs"):
+            with gr.Tab("Generation", id="txt2img_generation", elem_id="txt2img_generation_tab"), \
+                    gr.Row(equal_height=False, elem_id="txt2img_settings_row"):
+                with gr.Column(elem_id="txt2img_settings"):
+                    with gr.Row(elem_id="txt2img_sampler_row"):
+                        missing = ", ".join(sd_samplers.MISSING_SAMPLERS)
+                        c["sampler_name"] = gr.Dropdown(samplers, value=samplers[0], label="Sampling method",
+                                                        elem_id="txt2img_sampling",
+                                                        info=f"Not available yet: {missing}" if missing else None)
+                        c["scheduler"] = gr.Dropdown(schedulers, value="Automatic", label="Schedule type",
+                                                     elem_id="txt2img_scheduler")
+                        c["steps"] = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id="txt2img_steps")
+                    _hires_and_refiner_ui(runtime, c)
+                    with gr.Row(elem_id="txt2img_dimensions_row"):
+                        with gr.Column(scale=4):
+                            c["width"] = gr.Slider(64, 2048, value=512, step=8, label="Width", elem_id="txt2img_width")
+                            c["height"] = gr.Slider(64, 2048, value=512, step=8, label="Height",
+                                                    elem_id="txt2img_height")
+                        c["swap"] = gr.Button("⇅", elem_id="txt2img_res_switch_btn", elem_classes=["tool"], scale=0,
+                                              min_width=40)
+                        with gr.Column(scale=2):
+                            c["n_iter"] = gr.Slider(1, 100, value=1, step=1, label="Batch count",
+                                                    elem_id="txt2img_batch_count")
+                            c["batch_size"] = gr.Slider(1, 8, value=1, step=1, label="Batch size",
+                                                        elem_id="txt2img_batch_size")
+                    c["cfg_scale"] = gr.Slider(1, 30, value=7.0, step=0.5, label="CFG Scale", elem_id="txt2img_cfg_scale")
+                    with gr.Row(elem_id="txt2img_seed_row"):
+                        c["seed"] = gr.Number(label="Seed", value=-1, precision=0, elem_id="txt2img_seed", scale=4)
+                        c["random_seed"] = gr.Button("🎲️", elem_id="txt2img_random_seed", elem_classes=["tool"],
+                                                     scale=0, min_width=40)
+                        c["reuse_seed"] = gr.Button("♻️", elem_id="txt2img_reuse_seed", elem_classes=["tool"],
+                                                    scale=0, min_width=40)
+                        c["subseed_show"] = gr.Checkbox(label="Extra", elem_id="txt2img_subseed_show", value=False,
+                                                        scale=1)
+                    with gr.Group(visible=False, elem_id="txt2img_seed_extras") as seed_extras:
+                        with gr.Row():
+                            c["subseed"] = gr.Number(label="Variation seed", value=-1, precision=0,
+                                                     elem_id="txt2img_subseed")
+                            c["subseed_strength"] = gr.Slider(0, 1, value=0, step=0.01, label="Variation strength",
+                                                              elem_id="txt2img_subseed_strength")
+                        with gr.Row():
+                            c["seed_resize_from_w"] = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from width",
+                                                                elem_id="txt2img_seed_resize_from_w")
+                            c["seed_resize_from_h"] = gr.Slider(0, 2048, value=0, step=8,
+                                                                label="Resize seed from height",
+                                                                elem_id="txt2img_seed_resize_from_h")
+                    # A1111's "override_settings" section: filled only by pasting an infotext that names settings.
+                    c["override_settings"] = gr.Dropdown([], value=[], multiselect=True, label="Override settings",
+                                                         visible=False, elem_id="txt2img_override_settings")
+                    c["script_inputs"] = ui_scripts.create_script_ui(runtime.scripts_txt2img)
+                with gr.Column(elem_id="txt2img_results"):
+                    c["progress"] = gr.HTML(elem_id="txt2img_progress")
+                    c["gallery"] = gr.Gallery(label="Output", show_label=False, elem_id="txt2img_gallery", columns=4,
+                                              format="png", preview=True, height="auto",
+                                              interactive=False)
+                    c["generation_info"] = gr.Textbox(visible=False, elem_id="generation_info_txt2img")
+                    c["task_id"] = gr.Textbox(visible=False, elem_id="txt2img_task_id")
+                    c["html_info"] = gr.HTML(elem_id="html_info_txt2img")
+                    c["html_log"] = gr.HTML(elem_id="html_log_txt2img")
+                    # The plain infotext for extensions and copying; the page shows it once, as html_info.
+                    c["infotext"] = gr.Textbox(label="Infotext", elem_id="txt2img_info", interactive=False, lines=3,
+                                               visible=False)
+                    create_output_buttons(runtime, "txt2img", c)
+            c["extra_networks"] = create_extra_networks_ui(runtime, "txt2img", c)
 
     fields = ["prompt", "negative_prompt", "sampler_name", "scheduler", "steps", "width", "height", "n_iter",
               "batch_size", "cfg_scale", "seed", "subseed_show", "subseed", "subseed_strength", "seed_resize_from_w",
-              "seed_resize_from_h", "styles", *HIRES_REFINER_FIELDS]
+              "seed_resize_from_h", "styles", "override_settings", *HIRES_REFINER_FIELDS]
 
-    def generate(*values: Any) -> Iterator[tuple]:
+    def generate(request: gr.Request, *values: Any) -> Iterator[tuple]:
         v = dict(zip(fields, values[:len(fields)], strict=True))
         script_args = values[len(fields):]
         extra = bool(v.pop("subseed_show"))
@@ -152,6 +234,7 @@ def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
                 subseed=int(v["subseed"] or -1), subseed_strength=float(v["subseed_strength"]),
                 seed_resize_from_w=int(v["seed_resize_from_w"]) or -1,
                 seed_resize_from_h=int(v["seed_resize_from_h"]) or -1, styles=list(v["styles"] or []),
+                override_settings=infotext_settings.overrides_from_choices(v["override_settings"] or [], runtime.opts),
                 **hires_refiner_params(v))
         except (PydanticValidationError, TypeError, ValueError) as e:
             msg = _validation_message(e) if isinstance(e, PydanticValidationError) else str(e)
@@ -162,33 +245,19 @@ def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
         except WebUIError as e:  # refused before queueing (unknown style, locked setting...): say why
             yield gr.update(), "", "", "", _error_html(str(e)), "", ""
             return
-        last_preview = -1
-        while not job.done.wait(0.5):
-            fraction, text = _status_text(runtime, job)
-            preview = gr.update()
-            if job.state.id_live_preview != last_preview and job.state.current_image is not None:
-                last_preview = job.state.id_live_preview
-                preview = [job.state.current_image]
-            yield preview, "", job.id, progress_html(fraction, text), "", gr.update(), gr.update()
-        if job.status == "failed":
-            yield gr.update(), "", job.id, "", _error_html(job.error or "failed"), "", ""
-            return
-        processed = job.result
-        taken = (job.finished or time.time()) - (job.started or time.time())
-        first = processed.infotexts[processed.index_of_first_image] if processed.infotexts else ""
-        log_html = f"<p>Time taken: {taken:.1f} sec.</p>"
-        if processed.errors:
-            log_html += _error_html("; ".join(processed.errors))
-        yield (processed.images, processed.js(), job.id, "", log_html,
-               f"<p>{html.escape(first).replace(chr(10), '<br>')}</p>", first)
+        page = _page_jobs.add(request, job)
+        try:
+            yield from _follow(runtime, job, page)
+        finally:
+            _page_jobs.remove(page, job)
 
     gen_inputs = [c[f] for f in fields] + c["script_inputs"]  # script args follow, as A1111
     outputs = [c["gallery"], c["generation_info"], c["task_id"], c["progress"], c["html_log"], c["html_info"],
                c["infotext"]]
+    # trigger_mode="multiple": a click during a run queues another job (as the API does) instead of being
+    # dropped by Gradio's default "once"; concurrency_limit=None: the handler only waits, the job queue works.
     c["generate"].click(generate, inputs=gen_inputs, outputs=outputs, api_visibility="private",
-                        show_progress="hidden", concurrency_limit=None)
-    c["prompt"].submit(generate, inputs=gen_inputs, outputs=outputs, api_visibility="private",
-                       show_progress="hidden", concurrency_limit=None)
+                        show_progress="hidden", concurrency_limit=None, trigger_mode="multiple")
 
     def interrupt(task_id: str) -> None:
         job = runtime.jobs.get(task_id) if task_id else None
@@ -219,17 +288,20 @@ def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
     paste_outputs = [c[f] for f in PASTE_FIELDS]
 
     def paste(prompt: str) -> tuple:
-        return paste_values(prompt)
+        return paste_values(prompt, runtime)
 
     c["paste"].click(paste, inputs=[c["prompt"]], outputs=paste_outputs, api_visibility="private")
     c["paste_outputs"] = paste_outputs
+    c["paste_fn"] = paste
+    c["override_settings"].change(lambda chosen: gr.update(visible=bool(chosen)), inputs=[c["override_settings"]],
+                                  outputs=[c["override_settings"]], api_visibility="private", show_progress="hidden")
     wire_token_counters(runtime, c)
     wire_hires_resolution(c)
     return c
 
 
-def paste_values(text: str) -> tuple:
-    """Fill the txt2img fields from an infotext (A1111's ↙️ button)."""
+def paste_values(text: str, runtime: Runtime | None = None) -> tuple:
+    """Fill the txt2img fields from an infotext (A1111's ↙️ button); settings it names go to "Override settings"."""
     if not text or not text.strip():
         return tuple(gr.update() for _ in PASTE_FIELDS)
     res = infotext_mod.parse_generation_parameters(text)
@@ -251,7 +323,22 @@ def paste_values(text: str) -> tuple:
     return (res.get("Prompt", ""), res.get("Negative prompt", ""), get("Steps", int), sampler, scheduler,
             get("CFG scale", float), get("Seed", int), get("Size-1", int), get("Size-2", int),
             has_extra, get("Variation seed", int), get("Variation seed strength", float),
-            get("Seed resize from-1", int), get("Seed resize from-2", int), *_paste_hires_refiner(res, get))
+            get("Seed resize from-1", int), get("Seed resize from-2", int), *_paste_hires_refiner(res, get),
+            _paste_overrides(res, runtime))
+
+
+def _paste_overrides(res: dict[str, Any], runtime: Runtime | None) -> Any:
+    """The "Override settings" row after a paste: every named setting that differs from the current value."""
+    if runtime is None:
+        return gr.update()
+
+    def checkpoint_title(name: str) -> str | None:
+        info = runtime.registry.closest(name)
+        return info.title if info else None
+
+    found = infotext_settings.overrides_from_infotext(res, runtime.opts, checkpoint_title=checkpoint_title)
+    entries = [infotext_settings.override_choice(label, value) for label, _key, value in found]
+    return gr.update(choices=entries, value=entries, visible=bool(entries))
 
 
 # --- Hires. fix and Refiner accordions (A1111's txt2img "accordions" section) ---------------------------------
@@ -262,7 +349,7 @@ HIRES_REFINER_FIELDS = ("enable_hr", "hr_upscaler", "hr_second_pass_steps", "den
                         "refiner_switch_at")
 PASTE_FIELDS = ("prompt", "negative_prompt", "steps", "sampler_name", "scheduler", "cfg_scale", "seed", "width",
                 "height", "subseed_show", "subseed", "subseed_strength", "seed_resize_from_w", "seed_resize_from_h",
-                *HIRES_REFINER_FIELDS)
+                *HIRES_REFINER_FIELDS, "override_settings")
 
 
 def _hr_resolution_text(width: float, height: float, scale: float, resize_x: float, resize_y: float) -> str:
@@ -281,8 +368,9 @@ def _hires_and_refiner_ui(runtime: Runtime, c: dict[str, Any]) -> None:
     titles = runtime.checkpoint_titles()
     show_sampler = bool(opts.get("hires_fix_show_sampler", False))
     show_prompts = bool(opts.get("hires_fix_show_prompts", False))
-    with gr.Row(elem_id="txt2img_accordions"):
-        with gr.Accordion("Hires. fix", open=False, elem_id="txt2img_hr"):
+    # Stacked, not side by side: each needs the column's full width for its rows of sliders.
+    with gr.Column(elem_id="txt2img_accordions"):
+        with gr.Accordion("Hires. fix", open=False, elem_id="txt2img_hr", elem_classes=["input-accordion"]) as hr:
             c["enable_hr"] = gr.Checkbox(label="Enable", value=False, elem_id="txt2img_enable_hr")
             c["hr_final_resolution"] = gr.Markdown(_hr_resolution_text(512, 512, 2.0, 0, 0),
                                                    elem_id="txt2img_hr_finalres")
@@ -319,7 +407,7 @@ def _hires_and_refiner_ui(runtime: Runtime, c: dict[str, Any]) -> None:
                                                      lines=3, placeholder="Negative prompt for hires fix pass.\n"
                                                                           "Leave empty to use the same negative "
                                                                           "prompt as in first pass.")
-        with gr.Accordion("Refiner", open=False, elem_id="txt2img_refiner"):
+        with gr.Accordion("Refiner", open=False, elem_id="txt2img_refiner", elem_classes=["input-accordion"]) as ref:
             c["refiner_enable"] = gr.Checkbox(label="Enable", value=False, elem_id="txt2img_refiner_enable")
             with gr.Row():
                 c["refiner_checkpoint"] = gr.Dropdown(["None", *titles], value="None", label="Checkpoint",
@@ -333,6 +421,22 @@ def _hires_and_refiner_ui(runtime: Runtime, c: dict[str, Any]) -> None:
         return gr.update(choices=["None", *runtime.refresh_checkpoints()])
 
     c["refiner_refresh"].click(refresh_refiner, outputs=[c["refiner_checkpoint"]], api_visibility="private")
+    _show_enabled_in_header(hr, c["enable_hr"], "Hires. fix")
+    _show_enabled_in_header(ref, c["refiner_enable"], "Refiner")
+
+
+def _show_enabled_in_header(accordion: Any, enable: Any, title: str) -> None:
+    """A1111 carries the enable checkbox in the accordion's header: here the header says "(enabled)" and is
+    marked, and turning it on (by a click or by pasting an infotext) opens the accordion, so a collapsed
+    accordion never hides that it changes the result."""
+
+    def update(on: bool) -> Any:
+        if on:
+            return gr.Accordion(label=f"{title} (enabled)", open=True,
+                                elem_classes=["input-accordion", "input-accordion-enabled"])
+        return gr.Accordion(label=title, elem_classes=["input-accordion"])
+
+    enable.change(update, inputs=[enable], outputs=[accordion], api_visibility="private", show_progress="hidden")
 
 
 def wire_hires_resolution(c: dict[str, Any]) -> None:

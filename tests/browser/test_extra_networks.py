@@ -36,7 +36,6 @@ def test_lora_cards_search_insert_edit_and_escape(page, tmp_path: Path) -> None:
         {"description": '<img src=x onerror="window.pwned=1"><b id="injected">bold</b>'}), encoding="utf-8")
     with LiveServer(tmp_path, "--no-half") as url:
         page.goto(url)
-        page.locator("#txt2img_extra_networks").click()  # open the accordion
         page.locator("#txt2img_lora_tab-button").click()
         cards = page.locator("#txt2img_lora_cards .card")
         cards.first.wait_for(timeout=30000)

@@ -90,3 +90,31 @@ def test_corrupt_settings_file_warned_on_page(page, tmp_path: Path) -> None:
         page.locator("#settings_submit").wait_for()
         page.locator("#settings_submit").click()
         page.locator("#settings_result").filter(has_text="settings changed").wait_for(timeout=30000)
+
+
+def test_first_switch_to_new_checkpoint_has_no_error(page, tmp_path: Path) -> None:
+    """A new file's title gains its hash while it loads: no "not in the list of choices" error may appear."""
+    ckpts = tmp_path / "models" / "Stable-diffusion"
+    write_tiny_checkpoint("sd1", ckpts, "first", seed=1)
+    with LiveServer(tmp_path, "--no-half") as url:
+        page.goto(url)
+        status = page.locator("#sd_model_status")
+        status.filter(has_text="Loaded first").wait_for(timeout=60000)
+        write_tiny_checkpoint("sd1", ckpts, "second", seed=2)
+        page.locator("#refresh_sd_model_checkpoint").click()
+        pick(page, "second.safetensors")
+        status.filter(has_text="Loaded second").wait_for(timeout=60000)
+        dropdown = page.locator("#setting_sd_model_checkpoint input")
+        page.wait_for_function("() => /second\\.safetensors \\[[0-9a-f]{10}\\]/.test("
+                               "document.querySelector('#setting_sd_model_checkpoint input').value)", timeout=30000)
+        # Two more ticks of the quicksettings poll, then nothing may have gone wrong on the page or the server.
+        page.wait_for_timeout(2500)
+        assert page.locator(".toast-body").count() == 0
+        assert page.get_by_text("not in the list of choices").count() == 0
+        assert "not in the list of choices" not in (tmp_path / "server.log").read_text()
+        # Switching back by the hashed title works the same way.
+        pick(page, "first.safetensors [")
+        status.filter(has_text="Loaded first").wait_for(timeout=60000)
+        assert dropdown.input_value().startswith("first.safetensors [")
+        assert page.locator(".toast-body").count() == 0
+        assert not page.js_errors
