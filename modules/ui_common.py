@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -66,7 +67,7 @@ RESULT_OUTPUTS = ("gallery", "generation_info", "task_id", "progress", "html_log
 
 
 def run_generation(runtime: Runtime, make_params: Callable[[], Any], script_args: tuple,
-                   batch: dict[str, Any] | None = None) -> Iterator[tuple]:
+                   batch: dict[str, Any] | None = None, request: Any = None) -> Iterator[tuple]:
     """Build the request, queue it through job_runner, then yield RESULT_OUTPUTS updates until it is done:
     live previews and progress while it runs, then the images and infotext (or the error)."""
     try:
@@ -78,9 +79,62 @@ def run_generation(runtime: Runtime, make_params: Callable[[], Any], script_args
     except (WebUIError, TypeError, ValueError) as e:  # refused before queueing: say why, nothing ran
         yield gr.update(), "", "", "", error_html(str(e)), "", ""
         return
+    page = page_jobs.add(request, job)
+    try:
+        yield from follow_job(runtime, job, page)
+    finally:
+        page_jobs.remove(page, job)
+
+
+class _PageJobs:
+    """Which queued or running jobs each open page started, so one page shows one progress line for all of them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[str, list[Any]] = {}
+
+    def add(self, request: gr.Request | None, job: Any) -> str:
+        page = getattr(request, "session_hash", None) or job.id
+        with self._lock:
+            self._jobs.setdefault(page, []).append(job)
+        return page
+
+    def remove(self, page: str, job: Any) -> None:
+        with self._lock:
+            jobs = self._jobs.get(page, [])
+            if job in jobs:
+                jobs.remove(job)
+            if not jobs:
+                self._jobs.pop(page, None)
+
+    def others(self, page: str, job: Any) -> list[Any]:
+        with self._lock:
+            return [j for j in self._jobs.get(page, []) if j is not job]
+
+
+page_jobs = _PageJobs()
+
+
+def follow_job(runtime: Runtime, job: Any, page: str) -> Iterator[tuple]:
+    """Stream one job's progress, preview and result into the tab's outputs.
+
+    While the job waits behind another job of the same page, that job's stream owns the outputs (and says how
+    many more are queued); this one stays silent until its turn.
+    """
+    skip7 = (gr.skip(),) * 7
+    if runtime.jobs.position(job) > 0:
+        gr.Info(f"Generate queued: {runtime.jobs.position(job)} job(s) ahead of it.")
     last_preview = -1
-    while not job.done.wait(POLL_SECONDS):
+    while not job.done.wait(0.5):
+        if job.status == "queued":
+            current = runtime.jobs.current
+            if current is not None and current in page_jobs.others(page, job):
+                yield skip7
+                continue
         fraction, text = status_text(runtime, job)
+        queued = sum(1 for j in page_jobs.others(page, job) if j.status == "queued")
+        if queued and job.status == "running":
+            text += f" · {queued} more queued"
         preview = gr.update()
         if job.state.id_live_preview != last_preview and job.state.current_image is not None:
             last_preview = job.state.id_live_preview
@@ -92,10 +146,12 @@ def run_generation(runtime: Runtime, make_params: Callable[[], Any], script_args
     processed = job.result
     taken = (job.finished or time.time()) - (job.started or time.time())
     first = processed.infotexts[processed.index_of_first_image] if processed.infotexts else ""
-    log_html = f"<p>Time taken: {taken:.1f} sec.</p>"
+    # data-job: page scripts (generate forever) tell two runs with the same timing apart.
+    log_html = f'<p class="time-taken" data-job="{html.escape(job.id)}">Time taken: {taken:.1f} sec.</p>'
     if processed.errors:
         log_html += error_html("; ".join(processed.errors))
-    yield processed.images, processed.js(), job.id, "", log_html, infotext_html(first), first
+    yield (processed.images, processed.js(), job.id, "", log_html,
+           f"<p>{html.escape(first).replace(chr(10), '<br>')}</p>", first)
 
 
 # --- parameter rows ----------------------------------------------------------------------------------------------

@@ -233,17 +233,17 @@ def _wire(runtime: Runtime, c: dict[str, Any]) -> None:
     gen_inputs = [c[f] for f in fields] + c["script_inputs"]
     outputs = [c[k] for k in ui_common.RESULT_OUTPUTS]
 
-    def generate(*values: Any) -> Any:
+    def generate(request: gr.Request, *values: Any) -> Any:
         v = dict(zip(fields, values[:len(fields)], strict=True))
         script_args = values[len(fields):]
         if int(v["mode"] or 0) == 5:
-            yield from _run_batch(runtime, v, script_args)
+            yield from _run_batch(runtime, v, script_args, request)
             return
-        yield from ui_common.run_generation(runtime, lambda: build_params(v), script_args)
+        yield from ui_common.run_generation(runtime, lambda: build_params(v), script_args, request=request)
 
-    for trigger in (c["generate"].click, c["prompt"].submit):
-        trigger(generate, inputs=gen_inputs, outputs=outputs, show_progress="hidden", concurrency_limit=None,
-                **ui_common.PRIVATE)
+    # As txt2img: a second click during a run queues another job; Ctrl+Enter comes from javascript/shortcuts.js.
+    c["generate"].click(generate, inputs=gen_inputs, outputs=outputs, show_progress="hidden", concurrency_limit=None,
+                        trigger_mode="multiple", **ui_common.PRIVATE)
     ui_common.wire_common(runtime, c)
     c["scale_by"].change(_scaled_size_text, inputs=[c["init_img"], c["scale_by"]], outputs=[c["scale_by_size"]],
                          show_progress="hidden", **ui_common.PRIVATE)
@@ -252,11 +252,11 @@ def _wire(runtime: Runtime, c: dict[str, Any]) -> None:
     wire_token_counters(runtime, c)
 
 
-def _run_batch(runtime: Runtime, v: dict[str, Any], script_args: tuple) -> Any:
+def _run_batch(runtime: Runtime, v: dict[str, Any], script_args: tuple, request: Any = None) -> Any:
     """Batch mode: one queued job over the folder (the same job body runs once per image)."""
     blank = Image.new("RGB", (int(v["width"]), int(v["height"])))  # each file replaces it
     batch = {"input_dir": v["batch_input_dir"] or "", "output_dir": v["batch_output_dir"] or "",
              "mask_dir": v["batch_inpaint_mask_dir"] or "", "use_png_info": bool(v["batch_use_png_info"]),
              "png_info_props": list(v["batch_png_info_props"] or []), "png_info_dir": v["batch_png_info_dir"] or ""}
     yield from ui_common.run_generation(runtime, lambda: build_params({**v, "mode": 0, "init_img": blank}),
-                                        script_args, batch=batch)
+                                        script_args, batch=batch, request=request)

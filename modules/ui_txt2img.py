@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import html
 import json
 import logging
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
 from pydantic import ValidationError as PydanticValidationError
 
-from modules import hires, infotext_settings, job_runner, script_callbacks, sd_samplers, ui_scripts
+from modules import hires, infotext_settings, job_runner, script_callbacks, sd_samplers, ui_common, ui_scripts
 from modules import infotext as infotext_mod
 from modules.errors import WebUIError
 from modules.params import Txt2ImgParams
@@ -26,100 +23,13 @@ from modules.ui_toprow import create_styles_ui, create_token_counter, wire_token
 log = logging.getLogger(__name__)
 
 
-def progress_html(fraction: float, text: str) -> str:
-    pct = max(0.0, min(fraction, 1.0)) * 100
-    return (f'<div class="progressDiv"><div class="progress" style="width:{pct:.1f}%">'
-            f'<span class="progress-text">{html.escape(text)}</span></div></div>')
-
-
-def _status_text(runtime: Runtime, job: Any) -> tuple[float, str]:
-    if job.status == "queued":
-        return 0.0, f"In queue, position {runtime.jobs.position(job)}"
-    st = job.state
-    eta = st.eta()
-    step = f"Image {min(st.job_no + 1, max(st.job_count, 1))}/{max(st.job_count, 1)}, step {st.sampling_step}/" \
-           f"{st.sampling_steps}"
-    return st.progress, step + (f", ETA {eta:.0f}s" if eta is not None else "")
-
-
-def _validation_message(e: PydanticValidationError) -> str:
-    parts = []
-    for err in e.errors():
-        where = ".".join(str(x) for x in err.get("loc", ())) or "request"
-        parts.append(f"{where}: {err.get('msg')}")
-    return "; ".join(parts)
-
-
-def _error_html(text: str) -> str:
-    return f'<div class="error">{html.escape(text)}</div>'
-
-
-class _PageJobs:
-    """Which queued or running jobs each open page started, so one page shows one progress line for all of them."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._jobs: dict[str, list[Any]] = {}
-
-    def add(self, request: gr.Request | None, job: Any) -> str:
-        page = getattr(request, "session_hash", None) or job.id
-        with self._lock:
-            self._jobs.setdefault(page, []).append(job)
-        return page
-
-    def remove(self, page: str, job: Any) -> None:
-        with self._lock:
-            jobs = self._jobs.get(page, [])
-            if job in jobs:
-                jobs.remove(job)
-            if not jobs:
-                self._jobs.pop(page, None)
-
-    def others(self, page: str, job: Any) -> list[Any]:
-        with self._lock:
-            return [j for j in self._jobs.get(page, []) if j is not job]
-
-
-_page_jobs = _PageJobs()
-
-
-def _follow(runtime: Runtime, job: Any, page: str) -> Iterator[tuple]:
-    """Stream one job's progress, preview and result into the tab's outputs.
-
-    While the job waits behind another job of the same page, that job's stream owns the outputs (and says how
-    many more are queued); this one stays silent until its turn.
-    """
-    skip7 = (gr.skip(),) * 7
-    if runtime.jobs.position(job) > 0:
-        gr.Info(f"Generate queued: {runtime.jobs.position(job)} job(s) ahead of it.")
-    last_preview = -1
-    while not job.done.wait(0.5):
-        if job.status == "queued":
-            current = runtime.jobs.current
-            if current is not None and current in _page_jobs.others(page, job):
-                yield skip7
-                continue
-        fraction, text = _status_text(runtime, job)
-        queued = sum(1 for j in _page_jobs.others(page, job) if j.status == "queued")
-        if queued and job.status == "running":
-            text += f" · {queued} more queued"
-        preview = gr.update()
-        if job.state.id_live_preview != last_preview and job.state.current_image is not None:
-            last_preview = job.state.id_live_preview
-            preview = [job.state.current_image]
-        yield preview, "", job.id, progress_html(fraction, text), "", gr.update(), gr.update()
-    if job.status == "failed":
-        yield gr.update(), "", job.id, "", _error_html(job.error or "failed"), "", ""
-        return
-    processed = job.result
-    taken = (job.finished or time.time()) - (job.started or time.time())
-    first = processed.infotexts[processed.index_of_first_image] if processed.infotexts else ""
-    # data-job: page scripts (generate forever) tell two runs with the same timing apart.
-    log_html = f'<p class="time-taken" data-job="{html.escape(job.id)}">Time taken: {taken:.1f} sec.</p>'
-    if processed.errors:
-        log_html += _error_html("; ".join(processed.errors))
-    yield (processed.images, processed.js(), job.id, "", log_html,
-           f"<p>{html.escape(first).replace(chr(10), '<br>')}</p>", first)
+# The progress/status/error helpers and the per-page job stream are shared with the img2img tab (ui_common).
+progress_html = ui_common.progress_html
+_status_text = ui_common.status_text
+_validation_message = ui_common.validation_message
+_error_html = ui_common.error_html
+_page_jobs = ui_common.page_jobs
+_follow = ui_common.follow_job
 
 
 def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
