@@ -79,7 +79,11 @@ def create_ui(runtime: Runtime) -> gr.Blocks:
 
     script_callbacks.before_ui_callback()
     extension_tabs = script_callbacks.ui_tabs_callback()  # built outside the page, rendered as tabs below
-    with gr.Blocks(title="Stable Diffusion", analytics_enabled=False) as demo:
+    from modules import infotext_utils
+    from modules.ui_component_callbacks import component_callbacks
+
+    runners = lambda: [runtime.scripts_txt2img, runtime.scripts_img2img]  # noqa: E731 - A1111 asks both
+    with component_callbacks(runners), gr.Blocks(title="Stable Diffusion", analytics_enabled=False) as demo:
         quick = create_quicksettings(runtime)
         # The settings for page scripts (hidden by style.css); refreshed on load and after Apply.
         opts_json = gr.HTML(options_html(runtime), elem_id="settings_json", container=False)
@@ -88,7 +92,11 @@ def create_ui(runtime: Runtime) -> gr.Blocks:
                     elem_classes=["startup-warning"])
         with gr.Tabs(elem_id="tabs") as tabs:
             t2i = create_txt2img_tab(runtime)
-            create_img2img_tab(runtime)
+            i2i = create_img2img_tab(runtime)
+            # The fields "Send to txt2img/img2img" buttons of extensions fill (A1111's paste fields).
+            for tabname, c, init in (("txt2img", t2i, None), ("img2img", i2i, i2i["init_img"])):
+                infotext_utils.add_paste_fields(tabname, init, [(c[k], label) for k, label in PASTE_LABELS.items()],
+                                                c.get("override_settings"))
             to_extras: list = []
 
             def send_buttons(tab: PngInfoTab) -> None:
@@ -116,7 +124,14 @@ def create_ui(runtime: Runtime) -> gr.Blocks:
         demo.load(settings["load"], outputs=settings["outputs"], api_visibility="private", show_progress="hidden")
         for event in (demo.load, settings["applied"].then):
             event(lambda: options_html(runtime), outputs=[opts_json], api_visibility="private", show_progress="hidden")
+        infotext_utils.connect_paste_params_buttons()
     return demo
+
+
+# Component -> infotext key for the paste fields both generation tabs announce.
+PASTE_LABELS = {"prompt": "Prompt", "negative_prompt": "Negative prompt", "steps": "Steps",
+                "sampler_name": "Sampler", "scheduler": "Schedule type", "cfg_scale": "CFG scale", "seed": "Seed",
+                "width": "Size-1", "height": "Size-2", "denoising_strength": "Denoising strength"}
 
 
 # --- A1111 names extensions import from `modules.ui` -------------------------------------------------------------
