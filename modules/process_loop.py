@@ -83,6 +83,16 @@ def _restore_faces(p: Any, image: Image.Image, index: int, errors: list[str]) ->
         return image
 
 
+def _infotext_with_steps(p: Any, infotext: Any, index: int, steps: int) -> str:
+    """The infotext of an interrupted image: its Steps are those that ran."""
+    requested = p.steps
+    p.steps = steps
+    try:
+        return infotext(index)
+    finally:
+        p.steps = requested
+
+
 def _save_error(errors: list[str], e: OSError) -> None:
     log.error("%s", e)  # one failed save must not lose the others
     errors.append(str(e))
@@ -113,6 +123,7 @@ def _run(p: Any, models: Any) -> Processed:
     errors: list[str] = []
     saved: list[str] = []
     extra_images: list[Image.Image] = []
+    any_incomplete = False
 
     def infotext(index_in_batch: int = 0, use_main_prompt: bool = False) -> str:
         return create_infotext(p, p.all_prompts, p.all_seeds, p.all_subseeds, None, p.iteration, index_in_batch,
@@ -141,6 +152,11 @@ def _run(p: Any, models: Any) -> Processed:
             models.restore_main()
             state.nextjob()
             continue
+        # Interrupted mid-run: the picture is shown, but saved only with save_incomplete_images (as A1111), and
+        # then its infotext gives the steps that really ran.
+        incomplete = state.interrupted
+        any_incomplete = any_incomplete or incomplete
+        steps_done = state.sampling_step if incomplete else p.steps
         # Decoded by the model that finished sampling (hires checkpoint, refiner), as A1111 does.
         decoded = vae.decode_latents(p.sd_model, samples, p.opt("auto_vae_precision", True))
         models.restore_main()
@@ -159,10 +175,11 @@ def _run(p: Any, models: Any) -> Processed:
                 scripts.postprocess_image(p, pp)
                 image = pp.image
             image = p.finish_image(i, image)
-            text = infotext(i)
+            text = infotext(i) if not incomplete else _infotext_with_steps(p, infotext, i, steps_done)
             infotexts.append(text)
             image.info["parameters"] = text
-            if p.opt("samples_save", True) and not p.do_not_save_samples and p.outpath_samples:
+            save = not incomplete or bool(p.opt("save_incomplete_images", False))
+            if save and p.opt("samples_save", True) and not p.do_not_save_samples and p.outpath_samples:
                 try:
                     path, _txt = images.save_image(image, p.outpath_samples, "", p.seeds[i], p.prompts[i],
                                                    p.opt("samples_format", "png"), info=text, p=p, opts=p.opts)
@@ -182,7 +199,8 @@ def _run(p: Any, models: Any) -> Processed:
             output_images.insert(0, grid)
             infotexts.insert(0, text)
             index_of_first_image = 1
-        if p.opt("grid_save", True) and not p.do_not_save_grid and p.outpath_grids:
+        save_grid = not any_incomplete or bool(p.opt("save_incomplete_images", False))
+        if save_grid and p.opt("grid_save", True) and not p.do_not_save_grid and p.outpath_grids:
             try:
                 images.save_image(grid, p.outpath_grids, "grid", p.all_seeds[0], p.all_prompts[0],
                                   p.opt("grid_format", "png"), info=text, short_filename=True, p=p, grid=True,

@@ -25,15 +25,21 @@ def _weights(model) -> dict[str, torch.Tensor]:
 class WeightDeltaScript(scripts.Script):
     """An extension that changes the UNet for its job through the public p.model_patches."""
 
+    alwayson = True
+
     def title(self) -> str:
         return "delta"
 
     def show(self, is_img2img: bool):
         return scripts.AlwaysVisible
 
+    applied = False
+
     def process(self, p, *args) -> None:
-        p.model_patches.add_weight_delta("unet.conv_in.weight", torch.full_like(
-            p.sd_model.pipe.unet.conv_in.weight, 0.25, dtype=torch.float32))
+        weight = p.sd_model.pipe.unet.conv_in.weight
+        before = weight.detach().clone()
+        p.model_patches.add_weight_delta("unet.conv_in.weight", torch.full_like(weight, 0.25, dtype=torch.float32))
+        WeightDeltaScript.applied = not torch.equal(p.sd_model.pipe.unet.conv_in.weight, before)
 
 
 def test_job_with_lora_hypernet_vae_and_delta_leaves_clean_model_bit_exact(runtime, data_dir: Path) -> None:
@@ -47,6 +53,7 @@ def test_job_with_lora_hypernet_vae_and_delta_leaves_clean_model_bit_exact(runti
                            seed=3, sampler_name="Euler", override_settings={"sd_vae": "other.safetensors"})
     result = job_runner.run_now(runtime, job_runner.JobRequest(params))
     assert result.comments == ""
+    assert WeightDeltaScript.applied  # the extension's delta was on the model during the job
     # Job-scoped: the extension's delta and the hypernetwork hooks are gone once the job ends.
     unet = model.pipe.unet
     assert not any(m._forward_pre_hooks for m in unet.modules())

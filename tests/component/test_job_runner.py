@@ -156,3 +156,37 @@ def test_img2img_equals_diffusers_img2img_on_the_same_latents(runtime) -> None:
     diff = np.abs(np.asarray(ours.images[0], dtype=np.int16) - np.asarray(out, dtype=np.int16))
     assert diff.max() <= 1, diff.max()
 
+
+
+class _InterruptAtStep(__import__("modules.scripts", fromlist=["Script"]).Script):
+    """Interrupts its job after a given sampling step, as the Interrupt button would."""
+
+    alwayson = True
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def title(self) -> str:
+        return "interrupt"
+
+    def show(self, is_img2img: bool):
+        from modules import scripts
+
+        return scripts.AlwaysVisible
+
+    def process(self, p, *args) -> None:
+        p.hooks.after_step.append(lambda d: p.state.interrupt() if d["i"] + 1 >= self.step else None)
+
+
+def test_interrupted_images_are_not_saved_unless_asked_and_say_the_steps_run(runtime, data_dir: Path) -> None:
+    runtime.scripts_txt2img.add(_InterruptAtStep(2))
+    params = Txt2ImgParams(prompt="a cat", width=64, height=64, steps=6, seed=1, sampler_name="Euler")
+    out_dir = data_dir / "outputs"
+    before = sorted(out_dir.rglob("*.png")) if out_dir.exists() else []
+    result = job_runner.run_now(runtime, job_runner.JobRequest(params))
+    assert len(result.images) == 1  # shown
+    assert (sorted(out_dir.rglob("*.png")) if out_dir.exists() else []) == before  # not saved
+    runtime.opts.set("save_incomplete_images", True)
+    result = job_runner.run_now(runtime, job_runner.JobRequest(params))
+    saved = [Path(f) for f in result.saved_files]
+    assert len(saved) == 1 and "Steps: 2," in Image.open(saved[0]).info["parameters"]
