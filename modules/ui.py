@@ -9,6 +9,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from modules import ui_common
 from modules.paths import SCRIPT_PATH
 from modules.runtime import Runtime
 from modules.ui_extensions import create_extension_tabs, create_extensions_tab
@@ -108,6 +109,8 @@ def create_ui(runtime: Runtime) -> gr.Blocks:
                 to_extras.append((gr.Button("Send to extras", elem_id="extras_tab"), tab.image))
 
             create_png_info_tab(runtime, send_buttons)
+            ui_common.send_to(t2i, i2i, tabs)
+            ui_common.send_to(i2i, i2i, tabs)
             create_merger_tab(runtime)
             create_train_tab(runtime, t2i)
             wire_send_to_extras(to_extras, create_extras_tab(runtime), tabs)

@@ -238,6 +238,52 @@ def result_column(tab: str, c: dict[str, Any]) -> None:
     c["infotext"] = gr.Textbox(elem_id=f"{tab}_info", visible=False)
 
 
+def send_buttons(tab: str, c: dict[str, Any]) -> None:
+    """A1111's "Send to img2img / inpaint" buttons under a gallery (wired once both tabs exist: send_to)."""
+    with gr.Row(elem_id=f"{tab}_send_buttons", elem_classes=["image-buttons"]):
+        c["send_to_img2img"] = gr.Button("Send to img2img", elem_id=f"{tab}_send_to_img2img", size="sm")
+        c["send_to_inpaint"] = gr.Button("Send to inpaint", elem_id=f"{tab}_send_to_inpaint", size="sm")
+
+
+def _first_result(gallery: Any, info_json: str) -> Any:
+    """The gallery's first generated image (after the grid) as a PIL image, or None."""
+    from PIL import Image
+
+    items = list(gallery or [])
+    try:
+        first = int(json.loads(info_json or "{}").get("index_of_first_image", 0))
+    except (TypeError, ValueError, AttributeError):
+        first = 0
+    if not items:
+        return None
+    item = items[min(first, len(items) - 1)]
+    value = item[0] if isinstance(item, (list, tuple)) else item
+    if isinstance(value, Image.Image):
+        return value
+    path = value if isinstance(value, str) else getattr(value, "path", None) or (value or {}).get("image", {}).get(
+        "path")
+    return Image.open(path) if path else None
+
+
+def send_to(source: dict[str, Any], img2img: dict[str, Any], tabs: Any) -> None:
+    """Wire a tab's Send buttons: the result and its prompts go to img2img (or its Inpaint editor)."""
+
+    def to_img2img(gallery: Any, info: str, prompt: str, negative: str) -> tuple:
+        image = _first_result(gallery, info)
+        return image, prompt, negative, gr.Tabs(selected="img2img"), gr.Tabs(selected="img2img_img2img_tab"), 0
+
+    def to_inpaint(gallery: Any, info: str, prompt: str, negative: str) -> tuple:
+        image = _first_result(gallery, info)
+        editor = None if image is None else {"background": image, "layers": [], "composite": image}
+        return editor, prompt, negative, gr.Tabs(selected="img2img"), gr.Tabs(selected="img2img_inpaint_tab"), 2
+
+    inputs = [source["gallery"], source["generation_info"], source["prompt"], source["negative_prompt"]]
+    rest = [img2img["prompt"], img2img["negative_prompt"], tabs, img2img["mode_tabs"], img2img["mode"]]
+    source["send_to_img2img"].click(to_img2img, inputs=inputs, outputs=[img2img["init_img"], *rest], **PRIVATE)
+    source["send_to_inpaint"].click(to_inpaint, inputs=inputs, outputs=[img2img["init_img_with_mask"], *rest],
+                                    **PRIVATE)
+
+
 def wire_common(runtime: Runtime, c: dict[str, Any]) -> None:
     """Interrupt/skip of this tab's job, width/height swap, seed buttons and the Extra seed row."""
 

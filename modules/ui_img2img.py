@@ -214,6 +214,7 @@ def create_img2img_tab(runtime: Runtime) -> dict[str, Any]:
                 c["script_inputs"] = ui_scripts.create_script_ui(runtime.scripts_img2img, is_img2img=True)
             with gr.Column(elem_id="img2img_results"):
                 ui_common.result_column("img2img", c)
+                ui_common.send_buttons("img2img", c)
     c["mode_tabs"] = mode_tabs
     c["inpaint_controls"] = inpaint_controls
     _wire(runtime, c)

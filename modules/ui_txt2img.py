@@ -123,6 +123,7 @@ def create_txt2img_tab(runtime: Runtime) -> dict[str, Any]:
                     c["infotext"] = gr.Textbox(label="Infotext", elem_id="txt2img_info", interactive=False, lines=3,
                                                visible=False)
                     create_output_buttons(runtime, "txt2img", c)
+                    ui_common.send_buttons("txt2img", c)
             c["extra_networks"] = create_extra_networks_ui(runtime, "txt2img", c)
 
     fields = ["prompt", "negative_prompt", "sampler_name", "scheduler", "steps", "width", "height", "n_iter",

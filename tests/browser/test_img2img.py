@@ -41,7 +41,15 @@ def test_upload_generate_then_inpaint_with_a_mask(page, tmp_path: Path) -> None:
     with LiveServer(tmp_path, "--no-half") as url:
         page.goto(url)
         page.locator("#sd_model_status").filter(has_text="Loaded").wait_for(timeout=60000)
-        page.locator("#tab_img2img-button").click()
+        # txt2img's result goes to img2img with its prompt ("Send to img2img", as A1111).
+        page.locator("#txt2img_prompt textarea").fill("a dog")
+        for elem_id, value in (("txt2img_width", 64), ("txt2img_height", 64), ("txt2img_steps", 2)):
+            set_number(page, elem_id, value)
+        page.locator("#txt2img_generate").click()
+        page.locator("#html_info_txt2img").filter(has_text="Steps: 2").wait_for(timeout=120000)
+        page.locator("#txt2img_send_to_img2img").click()
+        page.locator("#img2img_image img").first.wait_for(timeout=30000)
+        assert page.locator("#img2img_prompt textarea").input_value() == "a dog"
         page.locator("#img2img_image input[type=file]").set_input_files(str(picture))
         _settings(page)
         page.locator("#img2img_generate").click()
