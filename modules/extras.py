@@ -190,3 +190,16 @@ def run_extras(runtime: Any, job: ExtrasJob, state: Any = None, runner: ScriptPo
         if state is not None:
             state.nextjob()
     return result
+
+
+def run_pnginfo(image: Image.Image | None) -> tuple[str, str | None, str]:
+    """A1111's `extras.run_pnginfo` for extensions: ("", the generation parameters, an HTML listing of every
+    metadata item, escaped)."""
+    from modules.image_metadata import read_info_from_image
+
+    if image is None:
+        return "", "", ""
+    geninfo, items = read_info_from_image(image)
+    rows = "".join(f"<div><p><b>{html.escape(str(k))}</b></p><p>{html.escape(str(v))}</p></div>"
+                   for k, v in items.items())
+    return "", geninfo, rows or "<div><p>Nothing found in the image.</p></div>"

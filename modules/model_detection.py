@@ -61,10 +61,13 @@ def detect_architecture(shapes: Mapping[str, Sequence[int]], source: str = "chec
             source, f"UNet takes {in_ch} input channels; only 4 (txt2img), 8 (instruct-pix2pix) and 9 (inpainting) "
                     "are supported")
     inpaint = in_ch == 9
+    ctx_note = f"UNet context dim {ctx}" if ctx else "no cross-attention"
     if in_ch == 8:
         if _has_prefix(keys, _SD1_TE) or ctx == 768:
-            return Detection("sd1-instruct-pix2pix", f"SD1 instruct-pix2pix: UNet input channels 8 (latent + image "
-                                                     f"latent), UNet context dim {ctx}")
+            te = ("cond_stage_model.transformer (CLIP-L) present" if _has_prefix(keys, _SD1_TE)
+                  else "no text encoder in the file")
+            return Detection("sd1-instruct-pix2pix", f"SD1 instruct-pix2pix: {te}, {ctx_note}, UNet input channels 8 "
+                                                     "(latent + image latent)")
         raise UnknownArchitectureError(source, "an 8-channel (instruct-pix2pix) UNet is supported for SD1 only")
     suffix = "-inpainting" if inpaint else ""
     ch_note = f"UNet input channels {in_ch}"

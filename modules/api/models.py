@@ -188,13 +188,4 @@ class InterruptResponse(BaseModel):
 # A1111 class names that extensions import or subclass (modules/api/models.py there).
 from modules.params import Txt2ImgParams as StableDiffusionTxt2ImgProcessingAPI  # noqa: E402,F401
 
-
-class StableDiffusionImg2ImgProcessingAPI(BaseModel):
-    """Placeholder until img2img's request model exists: using or subclassing it says so."""
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        raise TypeError("StableDiffusionImg2ImgProcessingAPI: img2img is not available in this webui yet")
-
-    def __init__(self, **data: Any) -> None:
-        raise TypeError("StableDiffusionImg2ImgProcessingAPI: img2img is not available in this webui yet")
-
+StableDiffusionImg2ImgProcessingAPI = ImageToImageRequest  # A1111's name; extensions subclass it

@@ -365,7 +365,7 @@ def test_full_disk_is_refused(rt, tmp_path: Path, make_runtime) -> None:
 
 
 def test_merged_checkpoint_loads_and_generates(rt) -> None:
-    from modules import txt2img
+    from modules import job_runner
     from modules.params import Txt2ImgParams
 
     result = merge(rt, primary_model_name="a", secondary_model_name="b", custom_name="runs")
@@ -373,7 +373,7 @@ def test_merged_checkpoint_loads_and_generates(rt) -> None:
     rt.switch_checkpoint(result.title)
     assert rt.current_title() == result.title
     params = Txt2ImgParams(prompt="a cat", width=64, height=64, steps=2, sampler_name="Euler")
-    processed = rt.jobs.run("test", lambda state: txt2img.run(rt, params, state))
+    processed = job_runner.run_now(rt, job_runner.JobRequest(params))
     assert len(processed.images) == 1 and processed.images[0].size == (64, 64)
 
 

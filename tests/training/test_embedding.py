@@ -42,12 +42,12 @@ def test_create_embedding_from_init_text(runtime):
 def _image(runtime, prompt: str):
     import numpy as np
 
-    from modules import txt2img
+    from modules import job_runner
     from modules.params import Txt2ImgParams
 
     params = Txt2ImgParams(prompt=prompt, width=64, height=64, steps=2, seed=11, do_not_save_samples=True,
                            do_not_save_grid=True)
-    processed = runtime.jobs.run("test", lambda state: txt2img.run(runtime, params, state))
+    processed = job_runner.run_now(runtime, job_runner.JobRequest(params))
     return np.asarray(processed.images[0])
 
 
