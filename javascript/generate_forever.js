@@ -65,7 +65,13 @@
         e.preventDefault();
         showMenu(button.id.replace(/_(generate|interrupt)$/, ""), e.pageX, e.pageY);
     });
-    document.addEventListener("click", closeMenu);
+    // Only a real click closes the menu: the page's own Generate click that starts the next forever run must not
+    // make the menu vanish under the user's pointer.
+    document.addEventListener("click", function (e) {
+        if (e.isTrusted) {
+            closeMenu();
+        }
+    });
     document.addEventListener("keydown", function (e) {
         if (e.key === "Escape") {
             closeMenu();
