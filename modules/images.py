@@ -16,6 +16,7 @@ from modules import filename_pattern
 from modules.compat_surface import GridAnnotation  # noqa: F401 - A1111 name extensions import from here
 from modules.errors import WebUIError
 from modules.filename_pattern import FilenameContext, avoid_reserved_name, truncate_utf8
+from modules.grid_annotations import draw_grid_annotations, draw_prompt_matrix, get_font
 from modules.image_metadata import (
     ImageWriteError,
     InfotextTooLargeError,
@@ -35,6 +36,9 @@ __all__ = [
     "GridParams",
     "ImageSaveParams",
     "ImageWriteError",
+    "draw_grid_annotations",
+    "draw_prompt_matrix",
+    "get_font",
     "get_next_sequence_number",
     "image_grid",
     "read_info_from_image",

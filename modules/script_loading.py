@@ -145,11 +145,11 @@ def _install_view(pkg: ModuleType, old: dict[str, ModuleType], new: dict[str, Mo
             setattr(pkg, key.split(".")[1], module)
 
 
-def load_module(path: Path, basedir: Path) -> ModuleType:
+def load_module(path: Path, basedir: Path, name: str | None = None) -> ModuleType:
     """Execute a script file as A1111 does, with basedir() and sys.path set. A file under scripts/ is also the
     module `scripts.<name>` for its own extension (and for the others, when it was first to take the name);
     when one of the extension's scripts already imported it that way, that module is returned, not run again."""
-    name = _module_name(path, basedir)
+    name = name or _module_name(path, basedir)
     in_scripts = name.startswith("scripts.") and "scripts" in sys.modules
     own = _own_modules.get(os.path.join(str(basedir), "scripts"), {})
     existing = own.get(name) if in_scripts else None
@@ -188,6 +188,7 @@ def load_scripts(extensions: list[Extension]) -> LoadReport:
     for ext in extensions:
         if ext.enabled:
             ext.load_attempted = True
+    _load_builtin_scripts(report)
     for ext, path in ordered_scripts(extensions):
         try:
             module = load_module(path, ext.path)
@@ -208,6 +209,35 @@ def load_scripts(extensions: list[Extension]) -> LoadReport:
                 report.classes.append(data)
                 scripts.scripts_data.append(data)
     return report
+
+
+def builtin_script_files() -> list[Path]:
+    """The webui's own selectable scripts (root `scripts/`: X/Y/Z plot, prompt matrix...), in file-name order."""
+    from modules.paths import SCRIPT_PATH
+
+    folder = SCRIPT_PATH / "scripts"
+    return sorted(p for p in folder.glob("*.py") if p.is_file()) if folder.is_dir() else []
+
+
+def _load_builtin_scripts(report: LoadReport) -> None:
+    """Root scripts load first, each as module `<file>.py` as in A1111: extensions find X/Y/Z plot by
+    `script_class.__module__ == "xyz_grid.py"` in `scripts.scripts_data` to add their own axes."""
+    from modules.paths import SCRIPT_PATH
+
+    for path in builtin_script_files():
+        try:
+            module = load_module(path, SCRIPT_PATH, name=path.name)
+        except Exception as e:  # a broken built-in script must not stop the others or the extensions
+            msg = f"Error loading built-in script {path.name}: {type(e).__name__}: {e}"
+            log.error(msg, exc_info=e)
+            report.errors.append(msg)
+            continue
+        for obj in list(vars(module).values()):
+            if (isinstance(obj, type) and issubclass(obj, scripts.Script) and obj is not scripts.Script
+                    and obj.__module__ == module.__name__):
+                data = scripts.ScriptClassData(obj, str(path), str(SCRIPT_PATH), module, None)
+                report.classes.append(data)
+                scripts.scripts_data.append(data)
 
 
 def create_runner(classes: list[scripts.ScriptClassData], is_img2img: bool = False,
@@ -305,8 +335,9 @@ def setup_extensions(runtime: Any) -> None:
     register_import_conventions(found, runtime.paths.extensions_dir, runtime.paths.extensions_builtin_dir)
     report = load_scripts(found)
     errors = list(report.errors)
-    runtime.scripts_txt2img = create_runner(report.classes, False, errors, {e.name: e for e in found})
-    # img2img's runner stays empty until there is an img2img tab to build its script UIs (and arg layout).
+    by_name = {e.name: e for e in found}
+    runtime.scripts_txt2img = create_runner(report.classes, False, errors, by_name)
+    runtime.scripts_img2img = create_runner(report.classes, True, errors, by_name)
     script_callbacks.ui_settings_callback()  # extension settings exist for the API and config.json too
     # A1111 asks once at start for extra cross-attention optimizers and SD Unets; we keep the answers.
     script_callbacks.list_optimizers_callback()
