@@ -161,6 +161,17 @@ def _script_titles(runner: Any, *, alwayson: bool) -> list[str]:
     return [s.title() for s in runner.scripts if bool(s.alwayson) == alwayson]
 
 
+def _control_default(control: Any) -> Any:
+    """A script control's initial value as its script receives it (an index for `type="index"` choices)."""
+    value = getattr(control, "value", None)
+    if callable(value):  # Gradio allows a function as the initial value; it only runs on page load
+        return None
+    if getattr(control, "type", None) == "index" and getattr(control, "choices", None):
+        choices = [c[1] if isinstance(c, (tuple, list)) else c for c in control.choices]
+        return choices.index(value) if value in choices else None
+    return value
+
+
 def build_script_args(runner: Any, params: GenerationParams) -> tuple:
     """The flat script_args list as the page lays it out: [selected script's 1-based index, each script's slice].
 
@@ -175,6 +186,9 @@ def build_script_args(runner: Any, params: GenerationParams) -> tuple:
             flat[start + i] = value
 
     flat[0] = 0
+    for script in runner.scripts:  # as A1111: what a client leaves out takes the control's default
+        if script.args_from is not None:
+            put(script.args_from, [_control_default(c) for c in (script.controls or [])])
     if params.script_name:
         selected = _find_script(runner, params.script_name, alwayson=False)
         if selected is None:

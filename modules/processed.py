@@ -77,10 +77,14 @@ class Processed:
         }, default=lambda _o: None)  # as A1111: callables in extra_generation_params (hires prompts) become null
 
 
+def _fixed(seed: Any) -> int:
+    return _randint() if seed is None or int(seed) == -1 else int(seed)
+
+
 def fix_seed(p: Any) -> None:
-    """Replace -1 seeds with random ones (A1111's fix_seed)."""
-    p.seed = _randint() if p.seed is None or int(p.seed) == -1 else int(p.seed)
-    p.subseed = _randint() if p.subseed is None or int(p.subseed) == -1 else int(p.subseed)
+    """Replace -1 seeds with random ones (A1111's fix_seed); scripts may give one seed per image as a list."""
+    p.seed = [_fixed(s) for s in p.seed] if isinstance(p.seed, list) else _fixed(p.seed)
+    p.subseed = [_fixed(s) for s in p.subseed] if isinstance(p.subseed, list) else _fixed(p.subseed)
 
 
 def create_infotext(p: Any, all_prompts: list[str], all_seeds: list[int],

@@ -213,8 +213,13 @@ def validate(p: StableDiffusionProcessing) -> None:
         raise ValidationError("subseed_strength", f"must be from 0 to 1, got {p.subseed_strength!r}")
     for name in ("seed", "subseed"):
         value = getattr(p, name)
-        if not isinstance(value, int) or isinstance(value, bool) or not -1 <= value <= 4294967295:
-            raise ValidationError(name, f"must be -1 (random) or a whole number up to 4294967295, got {value!r}")
+        values = value if isinstance(value, list) else [value]
+        if isinstance(value, list) and len(value) != p.n_iter * p.batch_size:
+            raise ValidationError(name, f"a list needs one seed per image ({p.n_iter * p.batch_size}), "
+                                        f"got {len(value)}")
+        for v in values:
+            if not isinstance(v, int) or isinstance(v, bool) or not -1 <= v <= 4294967295:
+                raise ValidationError(name, f"must be -1 (random) or a whole number up to 4294967295, got {v!r}")
     try:
         sd_samplers.split_sampler_and_scheduler(p.sampler_name, p.scheduler)
     except ValueError as e:

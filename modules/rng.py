@@ -249,7 +249,7 @@ def _parse_whole_number(value: object, field: str) -> int:
     raise ValidationError(field, expected)
 
 
-def image_seeds(seed: int, subseed: int, subseed_strength: float, count: int) -> tuple[list[int], list[int]]:
+def image_seeds(seed: int | list[int], subseed: int | list[int], subseed_strength: float, count: int) -> tuple[list[int], list[int]]:
     """Per-image seeds and variation seeds for ``count`` images, as A1111 assigns them.
 
     Without variation every image gets seed+i; with a variation strength the seed stays fixed and the variation
@@ -257,6 +257,13 @@ def image_seeds(seed: int, subseed: int, subseed_strength: float, count: int) ->
     """
     if count < 0:
         raise ValidationError("Batch count", f"must not be negative, got {count}")
-    seeds = [int(seed) + (i if subseed_strength == 0 else 0) for i in range(count)]
-    subseeds = [int(subseed) + i for i in range(count)]
+    # A list (prompt matrix, X/Y/Z plot) gives each image its own seed, as A1111 allows scripts to do.
+    if isinstance(seed, list):
+        seeds = [int(s) for s in seed[:count]]
+    else:
+        seeds = [int(seed) + (i if subseed_strength == 0 else 0) for i in range(count)]
+    if isinstance(subseed, list):
+        subseeds = [int(s) for s in subseed[:count]]
+    else:
+        subseeds = [int(subseed) + i for i in range(count)]
     return seeds, subseeds

@@ -234,9 +234,11 @@ class _AlwaysOn(Script):
 @pytest.fixture
 def scripts(api_runtime):
     sel, always = _Selectable(), _AlwaysOn()
+    saved = list(api_runtime.scripts_txt2img.scripts), list(api_runtime.scripts_img2img.scripts)
     api_runtime.scripts_txt2img.scripts[:] = [sel, always]
+    api_runtime.scripts_img2img.scripts[:] = []
     yield sel, always
-    api_runtime.scripts_txt2img.scripts.clear()
+    api_runtime.scripts_txt2img.scripts[:], api_runtime.scripts_img2img.scripts[:] = saved
 
 
 def test_scripts_selected_and_alwayson_get_their_args(client, scripts) -> None:

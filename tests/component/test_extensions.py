@@ -138,7 +138,8 @@ def test_sample_extension_hooks_in_a1111_order_and_prompt_edit(sample_runtime, d
     assert rt.opts.get("sample_extension_option") == "default"
     titles = [s.title() for s in rt.scripts_txt2img.alwayson_scripts]
     assert titles.index("Infotext note") < titles.index("Sample extension")  # metadata.ini After=
-    assert rt.scripts_txt2img.titles == ["Sample selectable"]
+    assert rt.scripts_txt2img.titles[-1] == "Sample selectable"  # after the built-in ones, as in A1111
+    assert "Prompt matrix" in rt.scripts_txt2img.titles
     assert len(inputs) == rt.scripts_txt2img.scripts[-1].args_to
 
     mod.CALLS.clear()
