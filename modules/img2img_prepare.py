@@ -3,6 +3,7 @@ filled and turned into the latent blend; and afterwards the result pasted back o
 
 from __future__ import annotations
 
+import hashlib
 import math
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from modules import color_correction, masking, rng, vae
+from modules import color_correction, images, masking, rng, vae
 from modules.denoiser import LatentBlend
 from modules.errors import ValidationError
 from modules.image_resize import flatten, resize_image
@@ -90,6 +91,18 @@ def _prepare_mask(p: Any) -> Image.Image | None:
     return masking.blur(mask, int(p.mask_blur_x), int(p.mask_blur_y))
 
 
+def _save_init_image(p: Any, im: Image.Image) -> None:
+    """A1111's save_init_img: the init image as given, named by the MD5 of its pixels, which the infotext keeps
+    as `Init image hash` so a result can be traced back to its source."""
+    p.init_img_hash = hashlib.md5(im.tobytes()).hexdigest()
+    p.extra_generation_params["Init image hash"] = p.init_img_hash
+    runtime = getattr(p, "runtime", None)
+    if runtime is None:
+        return
+    images.save_image(im, runtime.output_dir("outdir_init_images"), "", forced_filename=p.init_img_hash,
+                      save_to_dirs=False, existing_info=im.info, opts=p.opts)
+
+
 def init(p: Any, all_seeds: list[int]) -> None:
     """A1111's img2img init: sets init_latent, the latent blend, overlays and the source for the conditioning."""
     background = p.opt("img2img_background_color", "#ffffff")
@@ -116,6 +129,8 @@ def init(p: Any, all_seeds: list[int]) -> None:
         latent_mask = p.latent_mask if p.latent_mask is not None else mask
     sources = []
     for im in p.init_images:
+        if p.opt("save_init_img", False):
+            _save_init_image(p, im)
         image = flatten(im, background)
         if crop is None and p.resize_mode != LATENT_RESIZE_MODE:
             image = resize_image(p.resize_mode, image, p.width, p.height, p.opt("upscaler_for_img2img", None),

@@ -297,7 +297,6 @@ def a1111_extension_keys() -> dict[str, OptionInfo]:
         "grid_text_active_color": _o("#000000", "Text color for image grids", "color"),
         "grid_text_inactive_color": _o("#999999", "Inactive text color for image grids", "color"),
         "grid_background_color": _o("#ffffff", "Background color for image grids", "color"),
-        "save_init_img": _o(False, "Save init images when using img2img"),
     }))
     t.update(options_section(("saving-paths", "Paths for saving"), {
         "temp_dir": _o("", "Directory for temporary images; leave empty for default"),

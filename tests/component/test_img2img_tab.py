@@ -102,3 +102,17 @@ def test_mode_without_an_image_says_so(runtime, tab) -> None:
     demo, c = tab
     out = run_click(demo, c["generate"], c, {**BASE, "mode": 0})
     assert "upload an image" in out[4]
+
+
+def test_save_init_img_keeps_the_source_named_by_its_hash(runtime, tab) -> None:
+    import hashlib
+
+    demo, c = tab
+    runtime.opts.set("save_init_img", True)
+    init = gradient()
+    out = run_click(demo, c["generate"], c, {**BASE, "mode": 0, "init_img": init})
+    digest = hashlib.md5(init.tobytes()).hexdigest()
+    saved = list((runtime.paths.data_dir / "outputs" / "init-images").glob("*.png"))
+    assert [p.stem for p in saved] == [digest]
+    assert np.array_equal(np.asarray(Image.open(saved[0]).convert("RGB")), np.asarray(init))
+    assert f"Init image hash: {digest}" in out[6]
