@@ -1,10 +1,12 @@
 """The built-in Extras operations (A1111's scripts/postprocessing_*.py and postprocessing-for-training):
-Upscale, Simple Upscale, GFPGAN, CodeFormer, Split oversized images, Create flipped copies. Their Gradio
+Upscale, Simple Upscale, GFPGAN, CodeFormer, Auto focal point crop, Split oversized images, Auto-sized crop,
+Create flipped copies. Their Gradio
 controls are built by ui_extras.py; here is only what they do."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from collections import OrderedDict
 from pathlib import Path
@@ -12,8 +14,11 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
+from modules import autocrop
 from modules.errors import ValidationError
 from modules.scripts_postprocessing import PostprocessedImage, ScriptPostprocessing
+
+log = logging.getLogger(__name__)
 
 
 def limit_size_by_one_dimension(w: float, h: float, limit: int) -> tuple[int, int]:
@@ -236,7 +241,64 @@ class ScriptPostprocessingCreateFlippedCopies(ScriptPostprocessing):
                                    .transpose(Image.Transpose.FLIP_LEFT_RIGHT))
 
 
+def _yunet_path(runtime: Any) -> str | None:
+    """models/opencv/<YuNet file> when the user put it there; else faces are skipped, and the log says where
+    the file goes (nothing is downloaded)."""
+    if runtime is None:
+        return None
+    path = Path(runtime.paths.models_dir) / "opencv" / autocrop.YUNET_FILE
+    if path.is_file():
+        return str(path)
+    log.info("Auto focal point crop: no face detector; put %s in %s to weigh faces", autocrop.YUNET_FILE,
+             path.parent)
+    return None
+
+
+class ScriptPostprocessingFocalCrop(ScriptPostprocessing):
+    """Crop to the upscale's target size around the focal point of faces, corners and entropy."""
+
+    name = "Auto focal point crop"
+    order = 3010
+
+    def process(self, pp: PostprocessedImage, enable: bool = False, face_weight: float = 0.9,
+                entropy_weight: float = 0.15, edges_weight: float = 0.5, debug: bool = False, **_: Any) -> None:
+        if not enable:
+            return
+        width, height = pp.shared.target_width, pp.shared.target_height
+        if not width or not height:  # as A1111: the size comes from the Upscale operation ("Scale to")
+            return
+        for label, value in (("face", face_weight), ("entropy", entropy_weight), ("edges", edges_weight)):
+            if not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ValidationError(f"Focal point {label} weight", f"must be from 0 to 1, got {value!r}")
+        settings = autocrop.FocalSettings(int(width), int(height), float(face_weight), float(entropy_weight),
+                                          float(edges_weight), _yunet_path(pp.runtime) if face_weight else None)
+        result, *others = autocrop.crop_image(pp.image, settings, debug=bool(debug))
+        pp.image = result
+        pp.extra_images += [pp.create_copy(x, nametags=["focal-crop-debug"], disable_processing=True)
+                            for x in others]
+
+
+class ScriptPostprocessingAutosizedCrop(ScriptPostprocessing):
+    """Crop each image to the size on a 64 px grid that fits its aspect ratio best (A1111's Auto-sized crop)."""
+
+    name = "Auto-sized crop"
+    order = 4020
+
+    def process(self, pp: PostprocessedImage, enable: bool = False, mindim: int = 384, maxdim: int = 768,
+                minarea: int = 64 * 64, maxarea: int = 640 * 640, objective: str = "Maximize area",
+                threshold: float = 0.1, **_: Any) -> None:
+        if not enable:
+            return
+        size = autocrop.best_size(pp.image.width, pp.image.height, int(mindim), int(maxdim), int(minarea),
+                                  int(maxarea), objective, float(threshold))
+        if size is None:  # no size within the bounds matches this aspect ratio: left as it is, as A1111 does
+            log.info("Auto-sized crop: no size fits a %dx%d image within the bounds; skipped", *pp.image.size)
+            return
+        pp.image = autocrop.center_crop(pp.image, *size)
+
+
 BUILTIN: tuple[type[ScriptPostprocessing], ...] = (
     ScriptPostprocessingUpscale, ScriptPostprocessingUpscaleSimple, ScriptPostprocessingGfpGan,
-    ScriptPostprocessingCodeFormer, ScriptPostprocessingSplitOversized, ScriptPostprocessingCreateFlippedCopies,
+    ScriptPostprocessingCodeFormer, ScriptPostprocessingFocalCrop, ScriptPostprocessingSplitOversized,
+    ScriptPostprocessingAutosizedCrop, ScriptPostprocessingCreateFlippedCopies,
 )

@@ -19,6 +19,9 @@ from modules.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+CROP_FIELDS = ("focal_enabled", "focal_face_weight", "focal_entropy_weight", "focal_edges_weight", "focal_debug",
+               "multicrop_enabled", "multicrop_mindim", "multicrop_maxdim", "multicrop_minarea", "multicrop_maxarea",
+               "multicrop_objective", "multicrop_threshold")
 TAB_MODES = {"extras_single_tab": EXTRAS_SINGLE, "extras_batch_process_tab": EXTRAS_BATCH,
              "extras_batch_directory_tab": EXTRAS_DIRECTORY}
 
@@ -108,6 +111,17 @@ def build_job(runtime: Runtime, mode: int, v: dict[str, Any]) -> ExtrasJob:
         "Split oversized images": {"enable": enabled("split_enabled"), "split_threshold": float(v["split_threshold"]),
                                    "overlap_ratio": float(v["overlap_ratio"])},
         "Create flipped copies": {"enable": enabled("flip_enabled"), "option": list(v["flip_option"] or [])},
+        "Auto focal point crop": {"enable": enabled("focal_enabled"),
+                                  "face_weight": float(v.get("focal_face_weight", 0.9)),
+                                  "entropy_weight": float(v.get("focal_entropy_weight", 0.15)),
+                                  "edges_weight": float(v.get("focal_edges_weight", 0.5)),
+                                  "debug": enabled("focal_debug")},
+        "Auto-sized crop": {"enable": enabled("multicrop_enabled"), "mindim": int(v.get("multicrop_mindim", 384)),
+                            "maxdim": int(v.get("multicrop_maxdim", 768)),
+                            "minarea": int(v.get("multicrop_minarea", 64 * 64)),
+                            "maxarea": int(v.get("multicrop_maxarea", 640 * 640)),
+                            "objective": v.get("multicrop_objective") or "Maximize area",
+                            "threshold": float(v.get("multicrop_threshold", 0.1))},
     }
     return ExtrasJob(options=options, extras_mode=mode, images=images, input_dir=v["input_dir"] or "",
                      output_dir=v["output_dir"] or "", save_output=True, max_side_length=int(v["max_side_length"] or 0),
@@ -184,6 +198,38 @@ def create_extras_tab(runtime: Runtime) -> dict[str, Any]:
                                                  elem_id="postprocess_split_threshold")
                 c["overlap_ratio"] = gr.Slider(0.0, 0.9, step=0.05, value=0.2, label="Overlap ratio",
                                                elem_id="postprocess_overlap_ratio")
+            with gr.Accordion("Auto focal point crop", open=False, elem_id="postprocess_focal_crop"):
+                c["focal_enabled"] = gr.Checkbox(label="Enable", value=False,
+                                                 elem_id="postprocess_focal_crop_enabled")
+                c["focal_face_weight"] = gr.Slider(0.0, 1.0, step=0.05, value=0.9, label="Focal point face weight",
+                                                   elem_id="postprocess_focal_crop_face_weight")
+                c["focal_entropy_weight"] = gr.Slider(0.0, 1.0, step=0.05, value=0.15,
+                                                      label="Focal point entropy weight",
+                                                      elem_id="postprocess_focal_crop_entropy_weight")
+                c["focal_edges_weight"] = gr.Slider(0.0, 1.0, step=0.05, value=0.5, label="Focal point edges weight",
+                                                    elem_id="postprocess_focal_crop_edges_weight")
+                c["focal_debug"] = gr.Checkbox(label="Create debug image", value=False,
+                                               elem_id="train_process_focal_crop_debug")
+            with gr.Accordion("Auto-sized crop", open=False, elem_id="postprocess_multicrop"):
+                gr.Markdown("Each image is center-cropped with an automatically chosen width and height.")
+                c["multicrop_enabled"] = gr.Checkbox(label="Enable", value=False,
+                                                     elem_id="postprocess_multicrop_enabled")
+                with gr.Row():
+                    c["multicrop_mindim"] = gr.Slider(64, 2048, step=8, value=384, label="Dimension lower bound",
+                                                      elem_id="postprocess_multicrop_mindim")
+                    c["multicrop_maxdim"] = gr.Slider(64, 2048, step=8, value=768, label="Dimension upper bound",
+                                                      elem_id="postprocess_multicrop_maxdim")
+                with gr.Row():
+                    c["multicrop_minarea"] = gr.Slider(64 * 64, 2048 * 2048, step=1, value=64 * 64,
+                                                       label="Area lower bound", elem_id="postprocess_multicrop_minarea")
+                    c["multicrop_maxarea"] = gr.Slider(64 * 64, 2048 * 2048, step=1, value=640 * 640,
+                                                       label="Area upper bound", elem_id="postprocess_multicrop_maxarea")
+                with gr.Row():
+                    c["multicrop_objective"] = gr.Radio(["Maximize area", "Minimize error"], value="Maximize area",
+                                                        label="Resizing objective",
+                                                        elem_id="postprocess_multicrop_objective")
+                    c["multicrop_threshold"] = gr.Slider(0, 1, step=0.01, value=0.1, label="Error threshold",
+                                                         elem_id="postprocess_multicrop_threshold")
             with gr.Accordion("Create flipped copies", open=False, elem_id="postprocess_flip"):
                 c["flip_enabled"] = gr.Checkbox(label="Enable", value=False, elem_id="postprocess_flip_enabled")
                 c["flip_option"] = gr.CheckboxGroup(["Horizontal", "Vertical", "Both"], value=["Horizontal"],
@@ -204,7 +250,7 @@ def create_extras_tab(runtime: Runtime) -> dict[str, Any]:
               "upscale_mode", "upscaling_resize", "max_side_length", "upscaling_resize_w", "upscaling_resize_h",
               "upscaling_crop", "upscaler_1", "upscaler_2", "upscaler_2_visibility", "gfpgan_enabled",
               "gfpgan_visibility", "codeformer_enabled", "codeformer_visibility", "codeformer_weight",
-              "split_enabled", "split_threshold", "overlap_ratio", "flip_enabled", "flip_option"]
+              "split_enabled", "split_threshold", "overlap_ratio", "flip_enabled", "flip_option", *CROP_FIELDS]
 
     def generate(mode_key: str, *values: Any) -> Iterator[tuple]:
         from modules.extras import run_extras

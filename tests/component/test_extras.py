@@ -196,3 +196,30 @@ def test_upscale_cache_reuses_the_result_for_the_same_picture(rt):
     run_extras(rt, job2, JobState())
     run_extras(rt, job2, other)
     assert other.sampling_steps == 4  # with the cache off, it runs again
+
+
+def test_focal_point_and_auto_sized_crops_from_the_tab(rt, tmp_path: Path):
+    """The Extras tab's own handler (a Path, which gradio would hand it as a file path): "Scale to" without crop, then the focal crop keeps the detailed half; the
+    auto-sized crop alone picks the grid size that fits the picture."""
+    import gradio as gr
+
+    from modules.ui_extras import create_extras_tab
+    from tests.fixtures.ui_handlers import run_click
+
+    arr = np.full((64, 128, 3), 128, dtype=np.uint8)
+    arr[:, 96:] = np.random.RandomState(3).randint(0, 255, size=(64, 32, 3))
+    source = tmp_path / "wide.png"
+    Image.fromarray(arr, "RGB").save(source)
+    with gr.Blocks() as demo:
+        c = create_extras_tab(rt)
+    out = run_click(demo, c["generate"], c, {
+        "image": source, "upscale_mode": "Scale to", "upscaling_resize_w": 64, "upscaling_resize_h": 64,
+        "upscaling_crop": False, "upscaler_1": "Lanczos", "focal_enabled": True, "focal_debug": True})
+    crop, debug = (Image.open(x) if isinstance(x, str) else x for x in out[0])
+    assert np.array_equal(np.asarray(crop.convert("RGB")), arr[:, 64:])
+    assert debug.size == (128, 64)
+    big = tmp_path / "big.png"
+    Image.new("RGB", (1600, 900), (10, 20, 30)).save(big)
+    out = run_click(demo, c["generate"], c, {"image": big, "upscale_enabled": False, "multicrop_enabled": True})
+    (sized,) = (Image.open(x) if isinstance(x, str) else x for x in out[0])
+    assert sized.size == (768, 448)
