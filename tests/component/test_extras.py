@@ -199,8 +199,8 @@ def test_upscale_cache_reuses_the_result_for_the_same_picture(rt):
 
 
 def test_focal_point_and_auto_sized_crops_from_the_tab(rt, tmp_path: Path):
-    """The Extras tab's own handler (a Path, which gradio would hand it as a file path): "Scale to" without crop, then the focal crop keeps the detailed half; the
-    auto-sized crop alone picks the grid size that fits the picture."""
+    """The Extras tab's own handler (given a Path, as gradio hands it a file path): "Scale to" without crop,
+    then the focal crop keeps the detailed half; the auto-sized crop alone picks the size that fits the picture."""
     import gradio as gr
 
     from modules.ui_extras import create_extras_tab
