@@ -23,6 +23,13 @@ def _face_restorer_names() -> list[str]:
     return names or ["CodeFormer", "GFPGAN"]
 
 
+def _postprocessing_names() -> list[str]:
+    """The Extras operations, built-in and from extensions (asked when the Settings page is built)."""
+    from modules.scripts_postprocessing import ScriptPostprocessingRunner
+
+    return [s.name for s in ScriptPostprocessingRunner.with_installed_scripts().scripts if s.name]
+
+
 def _o(default, label, component=None, **kw) -> OptionInfo:
     return OptionInfo(default=default, label=label, component=component, **kw)
 
@@ -265,9 +272,11 @@ def build_options_table() -> dict[str, OptionInfo]:
     }))
     t.update(options_section(("postprocessing", "Postprocessing"), {
         "postprocessing_enable_in_main_ui": _o([], "Enable postprocessing operations in txt2img and img2img tabs",
-                                               "dropdown"),
-        "postprocessing_disable_in_extras": _o([], "Disable postprocessing operations in extras tab", "dropdown"),
-        "postprocessing_operation_order": _o([], "Postprocessing operation order", "dropdown"),
+                                               "dropdown", choices=_postprocessing_names, requires_restart=True),
+        "postprocessing_disable_in_extras": _o([], "Disable postprocessing operations in extras tab", "dropdown",
+                                               choices=_postprocessing_names, requires_restart=True),
+        "postprocessing_operation_order": _o([], "Postprocessing operation order", "dropdown",
+                                             choices=_postprocessing_names, requires_restart=True),
         "upscaling_max_images_in_cache": _o(5, "Maximum number of images in upscaling cache", "slider",
                                             component_args={"minimum": 0, "maximum": 10, "step": 1}),
         "postprocessing_existing_caption_action": _o("Ignore", "Action for existing captions", "radio",

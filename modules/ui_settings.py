@@ -22,6 +22,8 @@ def _component(key: str, info: OptionInfo, value: Any, frozen: bool) -> Any:
     choices = info.choices() if callable(info.choices) else info.choices
     if isinstance(info.default, bool):
         return gr.Checkbox(value=bool(value), **common)
+    if isinstance(info.default, list) and choices:  # e.g. postprocessing_enable_in_main_ui: pick several
+        return gr.Dropdown(choices=list(choices), value=list(value or []), multiselect=True, **common)
     if choices and info.component == "radio":
         return gr.Radio(choices=list(choices), value=value, **common)
     if choices:
@@ -49,7 +51,7 @@ def create_settings_tab(runtime: Runtime) -> dict[str, Any]:
     components: list[Any] = []
     sections: dict[str, list[str]] = {}
     for key, info in opts.data_labels.items():
-        if key in _SKIP or info.section[0] is None or isinstance(info.default, list):
+        if key in _SKIP or info.section[0] is None or (isinstance(info.default, list) and not info.choices):
             continue
         sections.setdefault(info.section[1] or info.section[0], []).append(key)
 

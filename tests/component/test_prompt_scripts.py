@@ -105,3 +105,22 @@ def test_bad_prompt_lines_name_the_line_and_generate_nothing(rt, text: str, mess
     with pytest.raises(WebUIError, match=message):
         run_script(rt, "Prompts from file or textbox", [False, False, "start", text])
     assert files(rt, "txt2img-images") == []
+
+
+def test_postprocessing_in_the_main_ui_upscales_before_saving(runtime) -> None:
+    runtime.opts.set("postprocessing_enable_in_main_ui", ["Simple Upscale", "GFPGAN"])
+    ui_scripts.layout_without_page(runtime.scripts_txt2img)
+    script = runtime.scripts_txt2img.script("Postprocessing")
+    assert [arg for _, arg in script.layout] == ["upscale_by", "upscaler_name", "gfpgan_visibility"]
+    params = Txt2ImgParams(**BASE, alwayson_scripts={"Postprocessing": {"args": [2, "Lanczos", 0]}})
+    out = job_runner.run_now(runtime, job_runner.JobRequest(params))
+    (image,) = out.images
+    assert image.size == (128, 128)
+    assert "Postprocess upscale by: 2" in out.info and "Postprocess upscaler: Lanczos" in out.info
+    (saved,) = files(runtime, "txt2img-images")
+    with Image.open(saved) as im:
+        assert im.size == (128, 128) and "Postprocess upscaler: Lanczos" in read_info_from_image(im)[0]
+    # Without the option the section has no controls and the image is left alone.
+    runtime.opts.set("postprocessing_enable_in_main_ui", [])
+    ui_scripts.layout_without_page(runtime.scripts_txt2img)
+    assert job_runner.run_now(runtime, job_runner.JobRequest(Txt2ImgParams(**BASE))).images[0].size == (64, 64)
