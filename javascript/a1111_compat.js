@@ -180,14 +180,32 @@ function onOptionsAvailable(callback) {
 }
 var _optionsAvailableCallbacks = [];
 
-// Fill `opts` (A1111 reads them from a hidden settings JSON) from the API when it is on.
+// Fill `opts` as A1111 does, from the settings JSON the page carries (#settings_json, kept current after
+// Apply), so extensions see them without --api; the API is only a fallback for pages without that element.
 (function () {
-    if (typeof fetch !== "function") return;
-    fetch("./sdapi/v1/options").then(function (r) { return r.ok ? r.json() : null; }).then(function (data) {
-        if (!data) return;
+    var done = false;
+    function publish(data) {
+        if (done || !data) return;
+        done = true;
         Object.keys(data).forEach(function (k) { opts[k] = data[k]; });
         _optionsAvailableCallbacks.forEach(function (cb) {
             try { cb(); } catch (e) { console.error("error running onOptionsAvailable callback:", e); }
         });
-    }).catch(function () {});
+    }
+    function fromPage() {
+        var root = typeof gradioApp === "function" ? gradioApp() : document;
+        var el = root && root.querySelector ? root.querySelector("#settings_json [data-opts]") : null;
+        if (!el) return null;
+        try { return JSON.parse(el.getAttribute("data-opts")); } catch (e) { return null; }
+    }
+    var tries = 0;
+    function look() {
+        var data = fromPage();
+        if (data) { publish(data); return; }
+        if (++tries < 100) { setTimeout(look, 100); return; }
+        if (typeof fetch !== "function") return;
+        fetch("./sdapi/v1/options").then(function (r) { return r.ok ? r.json() : null; }).then(publish)
+            .catch(function () {});
+    }
+    look();
 })();

@@ -103,3 +103,14 @@ def test_txt2img_layout(browser, server, width: int) -> None:
         assert not errors
     finally:
         context.close()
+
+
+def test_extension_js_sees_opts_without_the_api(page, server) -> None:
+    """A1111's `opts` and `onOptionsAvailable` come from the page's settings JSON, so they work without --api
+    (this server has no API: /sdapi/v1/options is not there)."""
+    page.goto(server)
+    page.locator("#sd_model_status").filter(has_text="Loaded").wait_for(timeout=60000)
+    assert page.request.get(f"{server}/sdapi/v1/options").status == 404
+    page.wait_for_function("() => typeof opts === 'object' && opts.samples_format === 'png'", timeout=10000)
+    fired = page.evaluate("() => new Promise(resolve => onOptionsAvailable(() => resolve(opts.grid_format)))")
+    assert fired == "png"
