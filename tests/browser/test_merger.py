@@ -46,4 +46,10 @@ def test_merge_in_the_tab(page, tmp_path: Path) -> None:
         options = page.locator("#modelmerger_primary_model_name").get_by_role("option")
         options.first.wait_for()
         assert any(t.startswith("browser-merge.safetensors [") for t in options.all_inner_texts())
+        page.keyboard.press("Escape")
+        # And by the quicksettings checkpoint list at the top of the page, without a reload or 🔄.
+        page.locator("#setting_sd_model_checkpoint input").click()
+        quick = page.locator("#setting_sd_model_checkpoint").get_by_role("option")
+        quick.filter(has_text="browser-merge.safetensors").first.wait_for(timeout=10000)
+        page.keyboard.press("Escape")
         assert not page.js_errors
