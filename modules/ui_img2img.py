@@ -9,7 +9,7 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from modules import img2img_batch, ui_common, ui_scripts
+from modules import image_conditioning, img2img_batch, ui_common, ui_scripts
 from modules.errors import ValidationError
 from modules.params import Img2ImgParams
 from modules.runtime import Runtime
@@ -118,6 +118,24 @@ def build_params(v: dict[str, Any]) -> Img2ImgParams:
         **ui_common.seed_params(v), **extra)
 
 
+def _ip2p_loaded(runtime: Runtime) -> bool:
+    model = runtime.models.current
+    return model is not None and image_conditioning.kind(model) == "instruct-pix2pix"
+
+
+def _follow_ip2p(runtime: Runtime, slider: Any) -> None:
+    """A1111 shows Image CFG Scale only while an instruct-pix2pix checkpoint is loaded; the checkpoint can change
+    from quicksettings, the API or another page, so the tab polls (cheaply: an update only on a change)."""
+    shown = gr.State(None)
+
+    def on_tick(last: bool | None) -> tuple[Any, bool]:
+        now = _ip2p_loaded(runtime)
+        return (gr.skip(), now) if now == last else (gr.update(visible=now), now)
+
+    gr.Timer(2.0).tick(on_tick, inputs=[shown], outputs=[slider, shown], show_progress="hidden", queue=False,
+                       **ui_common.PRIVATE)
+
+
 def create_img2img_tab(runtime: Runtime) -> dict[str, Any]:
     opts = runtime.opts
     c: dict[str, Any] = {}
@@ -207,7 +225,8 @@ def create_img2img_tab(runtime: Runtime) -> dict[str, Any]:
                 by_tab.select(lambda: True, outputs=[c["resize_by_tab"]], **ui_common.PRIVATE)
                 ui_common.cfg_row("img2img", c)
                 c["image_cfg_scale"] = gr.Slider(0, 3.0, value=1.5, step=0.05, label="Image CFG Scale",
-                                                 elem_id="img2img_image_cfg_scale", visible=False)
+                                                 elem_id="img2img_image_cfg_scale", visible=_ip2p_loaded(runtime))
+                _follow_ip2p(runtime, c["image_cfg_scale"])
                 c["denoising_strength"] = gr.Slider(0.0, 1.0, value=0.75, step=0.01, label="Denoising strength",
                                                     elem_id="img2img_denoising_strength")
                 ui_common.seed_rows("img2img", c)

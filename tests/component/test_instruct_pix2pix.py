@@ -38,3 +38,26 @@ def test_pix2pix_checkpoint_loads_and_edits_with_image_cfg(make_runtime, data_di
     assert not np.array_equal(np.asarray(low.images[0]), np.asarray(high.images[0]))
     txt = job_runner.run_now(rt, job_runner.JobRequest(Txt2ImgParams(prompt="x", width=64, height=64, steps=1)))
     assert txt.images[0].size == (64, 64)
+
+
+def test_image_cfg_slider_follows_the_loaded_checkpoint(make_runtime, data_dir: Path) -> None:
+    import gradio as gr
+
+    from modules.ui_img2img import create_img2img_tab
+
+    ckpts = data_dir / "models" / "Stable-diffusion"
+    write_tiny_checkpoint("sd1-instruct-pix2pix", ckpts, "ip2p", seed=4)
+    write_tiny_checkpoint("sd1", ckpts, "plain", seed=5)
+    rt = make_runtime("--no-half")
+    rt.switch_checkpoint("plain.safetensors")
+    with gr.Blocks() as demo:
+        c = create_img2img_tab(rt)
+    assert c["image_cfg_scale"].visible is False
+    tick = next(f for f in demo.fns.values() if c["image_cfg_scale"] in f.outputs and "tick" in
+                [t[1] for t in f.targets])
+    update, seen = tick.fn(None)
+    assert update["visible"] is False and seen is False
+    rt.switch_checkpoint("ip2p.safetensors")  # as quicksettings or the API would
+    update, seen = tick.fn(seen)
+    assert update["visible"] is True and seen is True
+    assert isinstance(tick.fn(seen)[0], type(gr.skip()))  # no update while nothing changed
