@@ -106,6 +106,12 @@ def create_ui(runtime: Runtime) -> gr.Blocks:
                 button.click(t2i["paste_fn"], inputs=[tab.generation_info], outputs=t2i["paste_outputs"],
                              api_visibility="private").then(lambda: gr.Tabs(selected="txt2img"), outputs=[tabs],
                                                             api_visibility="private")
+                to_img2img = gr.Button("Send to img2img", elem_id="img2img_tab")
+                to_img2img.click(i2i["paste_fn"], inputs=[tab.generation_info], outputs=i2i["paste_outputs"],
+                                 api_visibility="private").then(
+                    lambda image: (image, gr.Tabs(selected="img2img"), gr.Tabs(selected="img2img_img2img_tab"), 0),
+                    inputs=[tab.image], outputs=[i2i["init_img"], tabs, i2i["mode_tabs"], i2i["mode"]],
+                    api_visibility="private")
                 to_extras.append((gr.Button("Send to extras", elem_id="extras_tab"), tab.image))
 
             create_png_info_tab(runtime, send_buttons)

@@ -270,6 +270,23 @@ def _wire(runtime: Runtime, c: dict[str, Any]) -> None:
     from modules.ui_toprow import wire_token_counters
 
     wire_token_counters(runtime, c)
+    _wire_paste(runtime, c)
+
+
+def _wire_paste(runtime: Runtime, c: dict[str, Any]) -> None:
+    """↙️ reads an infotext from the prompt box into this tab's fields, as txt2img's (the same parser); keys
+    only txt2img has (hires fix, refiner) are left out. Stored as `paste_fn`/`paste_outputs` for Send buttons."""
+    from modules.ui_txt2img import PASTE_FIELDS, paste_values
+
+    names = [f for f in PASTE_FIELDS if f in c]
+
+    def paste(text: str) -> tuple:
+        values = dict(zip(PASTE_FIELDS, paste_values(text, runtime), strict=True))
+        return tuple(values[f] for f in names)
+
+    c["paste_outputs"] = [c[f] for f in names]
+    c["paste_fn"] = paste
+    c["paste"].click(paste, inputs=[c["prompt"]], outputs=c["paste_outputs"], **ui_common.PRIVATE)
 
 
 def _run_batch(runtime: Runtime, v: dict[str, Any], script_args: tuple, request: Any = None) -> Any:

@@ -134,3 +134,28 @@ def test_truncated_png_shows_metadata_and_a_warning(page, server: str, tmp_path:
     text = result(page, "truncated")
     assert "Steps: 20" in text
     assert "Traceback" not in page.content()
+
+
+def test_send_to_img2img_and_the_img2img_paste_button(page, server: str, tmp_path: Path) -> None:
+    path = tmp_path / "send.png"
+    write_image_with_infotext(image(), path, INFOTEXT, "png")
+    upload(page, server, path)
+    result(page, "Steps: 20")
+    page.locator("#img2img_tab").click()
+    prompt = page.locator("#img2img_prompt textarea")
+    prompt.wait_for()
+    page.wait_for_function("() => document.querySelector('#img2img_prompt textarea').value.startsWith('a <b>red')",
+                           timeout=15000)
+    assert prompt.input_value() == PROMPT
+    assert page.locator("#img2img_neg_prompt textarea").input_value() == "blurry, lowres"
+    assert page.locator("#img2img_steps input[type=number]").input_value() == "20"
+    page.locator("#img2img_image img").first.wait_for(timeout=15000)  # the picture came along
+    # ↙️ on the img2img tab reads an infotext typed into its prompt box.
+    prompt.fill("a cat\nSteps: 7, Sampler: Euler, CFG scale: 4, Seed: 99, Size: 64x48, Denoising strength: 0.3")
+    page.locator("#img2img_paste").click()
+    page.wait_for_function("() => document.querySelector('#img2img_prompt textarea').value === 'a cat'",
+                           timeout=15000)
+    assert page.locator("#img2img_steps input[type=number]").input_value() == "7"
+    assert page.locator("#img2img_seed input").first.input_value() == "99"
+    assert page.locator("#img2img_denoising_strength input[type=number]").input_value() == "0.3"
+    assert not page.js_errors
