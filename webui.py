@@ -66,14 +66,15 @@ def create_app(runtime: Runtime) -> Any:
 
     import gradio as gr
 
-    from modules.ui import CSS, create_ui, head_html
+    from modules.ui import CSS, create_ui, gradio_theme, head_html
 
     demo = create_ui(runtime)
     demo.queue(default_concurrency_limit=1)
     auth = parse_auth(opts.gradio_auth, opts.gradio_auth_path) or None
     allowed = [str(runtime.paths.outputs_dir), *opts.gradio_allowed_path]
     app = gr.mount_gradio_app(app, demo, path=opts.subpath or "/", auth=auth, allowed_paths=allowed, css=CSS,
-                              head=head_html(runtime), footer_links=["gradio"], ssr_mode=False)
+                              head=head_html(runtime), footer_links=["gradio"], ssr_mode=False,
+                              theme=gradio_theme(runtime))
     from modules import script_callbacks
 
     script_callbacks.app_started_callback(demo, app)

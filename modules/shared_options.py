@@ -23,6 +23,9 @@ def _face_restorer_names() -> list[str]:
     return names or ["CodeFormer", "GFPGAN"]
 
 
+GRADIO_THEMES = ("Default", "Base", "Soft", "Monochrome", "Glass", "Citrus", "Ocean", "Origin")
+
+
 def _postprocessing_names() -> list[str]:
     """The Extras operations, built-in and from extensions (asked when the Settings page is built)."""
     from modules.scripts_postprocessing import ScriptPostprocessingRunner
@@ -168,6 +171,8 @@ def build_options_table() -> dict[str, OptionInfo]:
     }))
     t.update(options_section(("ui", "User interface"), {
         "quicksettings_list": _o(["sd_model_checkpoint"], "Quicksettings list", "dropdown"),
+        "gradio_theme": _o("Default", "Gradio theme (Gradio's built-in themes; hub themes need a download, which "
+                           "this webui never does)", "dropdown", choices=GRADIO_THEMES, requires_restart=True),
         "hires_fix_show_sampler": _o(False, "Hires fix: show hires checkpoint and sampler selection"),
         "hires_fix_show_prompts": _o(False, "Hires fix: show hires prompt and negative prompt"),
         "sd_checkpoint_dropdown_use_short": _o(False, "Checkpoint dropdown: use filenames without paths"),

@@ -12,6 +12,7 @@ import gradio as gr
 from modules import ui_common
 from modules.paths import SCRIPT_PATH
 from modules.runtime import Runtime
+from modules.shared_options import GRADIO_THEMES
 from modules.ui_extensions import create_extension_tabs, create_extensions_tab
 from modules.ui_extras import create_extras_tab, wire_send_to_extras
 from modules.ui_footer import footer_html
@@ -58,9 +59,28 @@ def localization_script(runtime: Runtime | None) -> str:
     return f'<script data-source="localization">window.localization = {data};</script>'
 
 
+def gradio_theme(runtime: Runtime) -> gr.themes.ThemeClass:
+    """The `gradio_theme` setting as one of Gradio's own themes (an unknown name falls back to Default)."""
+    name = str(runtime.opts.get("gradio_theme", "Default") or "Default")
+    if name not in GRADIO_THEMES:
+        log.warning("Unknown gradio_theme %r; using Default (built-in themes: %s)", name, ", ".join(GRADIO_THEMES))
+        name = "Default"
+    return getattr(gr.themes, name)()
+
+
+def _forced_theme_script(runtime: Runtime | None) -> str:
+    """--theme light/dark: Gradio picks the colour scheme from `?__theme=`, so the page reloads once with it."""
+    theme = getattr(getattr(runtime, "cmd_opts", None), "theme", None)
+    if theme not in ("light", "dark"):
+        return ""
+    return ('<script data-source="theme">(function () { var u = new URL(window.location.href);'
+            f' if (u.searchParams.get("__theme") !== "{theme}") {{ u.searchParams.set("__theme", "{theme}");'
+            ' window.location.replace(u.toString()); } })();</script>')
+
+
 def head_html(runtime: Runtime | None = None) -> str:
     """Scripts inlined into <head>, then extensions' style.css and the user's user.css (A1111's order)."""
-    parts = [localization_script(runtime)]
+    parts = [_forced_theme_script(runtime), localization_script(runtime)]
     for path in javascript_files(runtime):
         kind = ' type="module"' if path.suffix == ".mjs" else ""
         parts.append(f"<script{kind} data-source=\"{html.escape(path.name)}\">\n"
