@@ -46,6 +46,7 @@ class Runtime:
     scripts_img2img: ScriptRunner = field(default_factory=ScriptRunner)
     styles: Any = None
     embeddings: Any = None
+    ui_loadsave: Any = None  # ui-config.json, once the page is built (modules.ui_loadsave)
     _switch_lock: threading.Lock = field(default_factory=threading.Lock)
     _conditioners: dict[int, Any] = field(default_factory=dict)
     _loras: Any = None

@@ -17,6 +17,7 @@ from modules.ui_extensions import create_extension_tabs, create_extensions_tab
 from modules.ui_extras import create_extras_tab, wire_send_to_extras
 from modules.ui_footer import footer_html
 from modules.ui_img2img import create_img2img_tab
+from modules.ui_loadsave import UiLoadsave
 from modules.ui_merger import create_merger_tab
 from modules.ui_notification import notification_audio_html
 from modules.ui_png_info import PngInfoTab, create_png_info_tab
@@ -154,6 +155,9 @@ def create_ui(runtime: Runtime) -> gr.Blocks:
         for event in (demo.load, settings["applied"].then):
             event(lambda: options_html(runtime), outputs=[opts_json], api_visibility="private", show_progress="hidden")
         infotext_utils.connect_paste_params_buttons()
+    # ui-config.json: the user's defaults, ranges and hidden controls; the controls it lacks are added to it.
+    runtime.ui_loadsave = UiLoadsave(runtime.paths.ui_config_file)
+    runtime.ui_loadsave.apply(demo, runners())
     return demo
 
 
