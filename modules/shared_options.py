@@ -320,10 +320,6 @@ def a1111_extension_keys() -> dict[str, OptionInfo]:
         "sd_checkpoint_cache": _o(0, "Checkpoints to cache in RAM (obsolete; set to 0 and use the two settings "
                                      "above instead)", "slider",
                                   component_args={"minimum": 0, "maximum": 10, "step": 1}),
-        "img2img_color_correction": _o(False, "Apply color correction to img2img results to match original colors."),
-        "img2img_background_color": _o("#ffffff", "With img2img, fill transparent parts of the input image with "
-                                                  "this color.", "color"),
-        "img2img_inpaint_mask_brush_color": _o("#ffffff", "Inpaint mask brush color", "color"),
         "img2img_batch_show_results_limit": _o(32, "Show the first N batch img2img results in UI", "slider",
                                                component_args={"minimum": -1, "maximum": 1000, "step": 1}),
     }))
@@ -345,10 +341,6 @@ def a1111_extension_keys() -> dict[str, OptionInfo]:
         "deepbooru_sort_alpha": _o(True, "deepbooru: sort tags alphabetically"),
         "deepbooru_use_spaces": _o(True, "deepbooru: use spaces in tags"),
         "deepbooru_escape": _o(True, "deepbooru: escape (\\) brackets"),
-    }))
-    t.update(options_section(("training", "Training"), {
-        "dataset_filename_word_regex": _o("", "Filename word regex"),
-        "dataset_filename_join_string": _o(" ", "Filename join string"),
     }))
     t.update(options_section(("ui", "User interface"), {
         "compact_prompt_box": _o(False, "Compact prompt layout"),
